@@ -1,0 +1,335 @@
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import sqlite3
+import threading
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from crlab.model import (
+    EXIT_FAIL,
+    EXIT_INCOMPLETE,
+    EXIT_PASS,
+    FailureClass,
+    JobResult,
+    JobSpec,
+    Status,
+)
+from crlab.model import TestResult as TResult  # aliased so that pytest does not collect it
+from crlab.results import ResultStore, Run, RunNotFound, exit_code, print_summary, summary_table
+
+HOST = {"hostname": "builder", "cpus": 8}
+
+
+def spec(kernel: str = "v6.6", target: str = "x86_64", suite: str = "smoke") -> JobSpec:
+    return JobSpec(kernel=kernel, target=target, suite=suite)
+
+
+def rich_result() -> JobResult:
+    return JobResult(
+        spec=spec(),
+        status=Status.FAIL,
+        failure=FailureClass.TEST,
+        stage="run",
+        message="1 of 3 tests failed: 2 ns_last_pid",
+        tests=[
+            TResult("kernel release is the one just built", Status.PASS, "", 1),
+            TResult("ns_last_pid exists", Status.FAIL, "missing or read-only", 2),
+            TResult("criu dump", Status.SKIP, "criu not built for this target", 3),
+        ],
+        timings={"build_s": 312.5, "boot_s": 4.25, "run_s": 1.5, "total_s": 318.25},
+        artifacts={"console": "console.log", "kernel": "../../cache/kernel/abc/bzImage"},
+        info={"qemu": "8.2.2", "release": "6.6.58-crlab", "keys": {"kernel": "abc", "rootfs": "def"}},
+        attempts=2,
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ResultStore:
+    return ResultStore(tmp_path / "results")
+
+
+def test_create_run_layout(store: ResultStore) -> None:
+    run = store.create_run(Path("configs/default.yaml"), "d1g3st", [spec(), spec(target="i386")], HOST)
+    assert re.fullmatch(r"\d{8}-\d{6}-[0-9a-f]{4}", run.run_id)
+    assert run.dir.is_dir()
+    latest = store.results_dir / "latest"
+    assert latest.is_symlink() and latest.resolve() == run.dir.resolve()
+    assert (store.results_dir / "crlab.sqlite").exists()
+    with sqlite3.connect(store.db_path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    info = run.info()
+    assert info.status == "running"
+    assert info.config_digest == "d1g3st"
+    assert info.host == HOST
+    assert info.job_counts == {"pending": 2}
+    assert [r.status for r in run.results()] == [Status.PENDING, Status.PENDING]
+    job_dir = run.job_dir(spec())
+    assert job_dir == run.dir / "v6.6__x86_64__smoke" and job_dir.is_dir()
+
+
+def test_duplicate_jobs_are_refused(store: ResultStore) -> None:
+    with pytest.raises(ValueError):
+        store.create_run(Path("c.yaml"), "x", [spec(), spec()], HOST)
+
+
+def test_round_trip(store: ResultStore) -> None:
+    run = store.create_run(Path("c.yaml"), "x", [spec(), spec(target="ppc64")], HOST)
+    result = rich_result()
+    run.record(result)
+    got = run.result(result.spec.job_id)
+    assert got == result
+    assert run.results()[0] == result  # planned order is kept
+    on_disk = json.loads((run.job_dir(result.spec) / "result.json").read_text())
+    assert on_disk == result.to_dict()
+    assert JobResult.from_dict(on_disk) == result
+
+
+def test_record_replaces_previous_result(store: ResultStore) -> None:
+    run = store.create_run(Path("c.yaml"), "x", [spec()], HOST)
+    run.record(rich_result())
+    again = JobResult(spec=spec(), status=Status.PASS, stage="run", tests=[TResult("only", Status.PASS)])
+    run.record(again)
+    assert run.results() == [again]
+
+
+def test_generic_artifacts_and_kernel_pairs(store: ResultStore) -> None:
+    # a checkpoint on one kernel restored on another is just a job with richer info/artifacts
+    pair = JobSpec(kernel="v6.6+v6.12", target="x86_64", suite="migrate")
+    run = store.create_run(Path("c.yaml"), "x", [pair], HOST)
+    result = JobResult(
+        spec=pair, status=Status.PASS, stage="run",
+        info={"kernels": ["v6.6", "v6.12", "v6.13"], "roles": {"dump": "v6.6", "restore": "v6.12"}},
+        artifacts={"image": "images/dump.tar", "dump.log": "dump.log", "restore.log": "restore.log"},
+    )
+    run.record(result)
+    assert run.results() == [result]
+
+
+def test_duplicate_test_names_are_kept(store: ResultStore) -> None:
+    run = store.create_run(Path("c.yaml"), "x", [spec()], HOST)
+    tests = [TResult("same", Status.PASS, number=1), TResult("same", Status.PASS, number=2)]
+    run.record(JobResult(spec=spec(), status=Status.PASS, tests=tests))
+    assert [t.name for t in run.results()[0].tests] == ["same", "same [#2]"]
+
+
+def test_resume(store: ResultStore) -> None:
+    jobs = [spec(target="x86_64"), spec(target="i386"), spec(target="armv7")]
+    run = store.create_run(Path("c.yaml"), "x", jobs, HOST)
+    run.record(JobResult(spec=jobs[0], status=Status.PASS, stage="run"))
+    run.finish("incomplete")
+
+    reopened = ResultStore(store.results_dir).open_run("latest")
+    assert reopened.run_id == run.run_id
+    assert reopened.info().status == "incomplete"
+    assert reopened.info().finished
+    assert reopened.pending_jobs() == jobs[1:]
+
+    # an interrupted job is run again on resume, a failed one is not
+    reopened.mark_running()
+    assert reopened.info().status == "running" and reopened.info().finished is None
+    reopened.record(JobResult(spec=jobs[1], status=Status.INCOMPLETE, failure=FailureClass.INTERRUPTED))
+    reopened.record(JobResult(spec=jobs[2], status=Status.FAIL, failure=FailureClass.BOOT_PANIC))
+    assert reopened.pending_jobs() == [jobs[1]]
+    reopened.finish("complete")
+    assert store.open_run(run.run_id).info().status == "complete"
+
+
+def test_finish_rejects_unknown_status(store: ResultStore) -> None:
+    run = store.create_run(Path("c.yaml"), "x", [spec()], HOST)
+    with pytest.raises(ValueError):
+        run.finish("done")
+
+
+def test_open_and_list_runs(store: ResultStore) -> None:
+    with pytest.raises(RunNotFound):
+        store.open_run("latest")
+    first = store.create_run(Path("a.yaml"), "a", [spec()], HOST)
+    second = store.create_run(Path("b.yaml"), "b", [spec(), spec(suite="criu")], HOST)
+    assert store.open_run().run_id == second.run_id
+    assert store.open_run(first.run_id).run_id == first.run_id
+    with pytest.raises(RunNotFound):
+        store.open_run("19700101-000000-0000")
+    runs = {info.run_id: info for info in store.list_runs()}
+    assert set(runs) == {first.run_id, second.run_id}
+    assert runs[second.run_id].job_counts == {"pending": 2}
+    assert runs[first.run_id].config_path == "a.yaml"
+
+
+def test_latest_falls_back_to_the_database(store: ResultStore) -> None:
+    run = store.create_run(Path("a.yaml"), "a", [spec()], HOST)
+    (store.results_dir / "latest").unlink()
+    assert store.open_run("latest").run_id == run.run_id
+
+
+def test_concurrent_recording(store: ResultStore) -> None:
+    per_thread = 10
+    jobs = [spec(kernel=f"k{t}", suite=f"s{i}") for t in range(4) for i in range(per_thread)]
+    run = store.create_run(Path("c.yaml"), "x", jobs, HOST)
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def worker(t: int) -> None:
+        try:
+            # half the threads share the Run, half open their own store like a separate process would
+            target_run = run if t % 2 else ResultStore(store.results_dir).open_run(run.run_id)
+            barrier.wait()
+            for i in range(per_thread):
+                job = jobs[t * per_thread + i]
+                tests = [TResult(f"t{n}", Status.PASS, number=n) for n in range(1, 21)]
+                target_run.record(JobResult(spec=job, status=Status.PASS, stage="run", tests=tests,
+                                            timings={"run_s": float(i)}))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    results = run.results()
+    assert len(results) == len(jobs)
+    assert all(r.status is Status.PASS and len(r.tests) == 20 for r in results)
+    assert run.pending_jobs() == []
+
+
+def matrix_results() -> list[JobResult]:
+    return [
+        JobResult(spec=spec(target="x86_64"), status=Status.PASS, stage="run",
+                  tests=[TResult("a", Status.PASS, number=1), TResult("b", Status.SKIP, "no criu", 2)],
+                  timings={"build_s": 300.0, "boot_s": 3.5, "run_s": 1.0}),
+        dataclasses.replace(rich_result(), spec=spec(target="i386")),
+        JobResult(spec=spec(target="armv7"), status=Status.FAIL, failure=FailureClass.BUILD, stage="build",
+                  message="make failed: <undefined reference> \x1b[0m\x00", timings={"build_s": 40.0}),
+        JobResult(spec=spec(target="ppc64"), status=Status.INCOMPLETE, failure=FailureClass.BOOT_HANG,
+                  stage="boot", message="no prompt within 300 s"),
+        JobResult(spec=spec(kernel="v6.12", target="x86_64"), status=Status.INCOMPLETE,
+                  failure=FailureClass.TIMEOUT, stage="run", message="suite timed out",
+                  tests=[TResult("a", Status.PASS, number=1)]),
+        JobResult(spec=spec(kernel="v6.12", target="x86_64", suite="criu"), status=Status.PENDING),
+    ]
+
+
+@pytest.fixture
+def reported(store: ResultStore) -> tuple[ResultStore, Run, dict[str, Path]]:
+    results = matrix_results()
+    run = store.create_run(Path("c.yaml"), "digest", [r.spec for r in results], HOST)
+    for result in results[:-1]:  # the last one stays pending
+        run.record(result)
+    (run.job_dir(results[0].spec) / "console.log").write_text("booted\n")
+    (run.job_dir(results[2].spec) / "build.log").write_text("error\n")
+    run.finish("incomplete")
+    return store, run, run.write_reports()
+
+
+def test_junit(reported: tuple[ResultStore, Run, dict[str, Path]]) -> None:
+    _, _, paths = reported
+    root = ET.parse(paths["junit"]).getroot()
+    assert root.tag == "testsuites"
+    suites = {s.get("name"): s for s in root.findall("testsuite")}
+    assert set(suites) == {r.spec.job_id for r in matrix_results()}
+    for name, suite in suites.items():
+        assert all(case.get("classname") == name for case in suite.findall("testcase"))
+        assert int(suite.get("tests", -1)) == len(suite.findall("testcase"))
+        assert int(suite.get("failures", -1)) == len(suite.findall("testcase/failure"))
+        assert int(suite.get("errors", -1)) == len(suite.findall("testcase/error"))
+        assert int(suite.get("skipped", -1)) == len(suite.findall("testcase/skipped"))
+    # failures: the failed test on i386 and the build failure on armv7
+    assert len(root.findall(".//failure")) == 2 and root.get("failures") == "2"
+    # skipped: one in x86_64, one in i386
+    assert len(root.findall(".//skipped")) == 2 and root.get("skipped") == "2"
+    # errors: the boot hang, the timeout after a passing test, the pending job
+    assert len(root.findall(".//error")) == 3 and root.get("errors") == "3"
+    assert root.get("tests") == str(2 + 3 + 1 + 1 + 2 + 1)
+
+    build = suites["v6.6/armv7/smoke"].find("testcase")
+    assert build is not None and build.get("name") == "build"
+    failure = build.find("failure")
+    assert failure is not None and failure.get("type") == "build"
+    assert (failure.get("message") or "").startswith("make failed: <undefined reference>")
+    failed_test = suites["v6.6/i386/smoke"].find("testcase[@name='ns_last_pid exists']/failure")
+    assert failed_test is not None and failed_test.get("message") == "missing or read-only"
+    skipped = suites["v6.6/x86_64/smoke"].find("testcase[@name='b']/skipped")
+    assert skipped is not None and skipped.get("message") == "no criu"
+    hang = suites["v6.6/ppc64/smoke"].find("testcase")
+    assert hang is not None and hang.get("name") == "boot"
+    assert hang.find("error") is not None
+    timeout = suites["v6.12/x86_64/smoke"].findall("testcase")
+    assert [c.get("name") for c in timeout] == ["a", "run"]
+
+
+def test_results_json(reported: tuple[ResultStore, Run, dict[str, Path]]) -> None:
+    store, run, paths = reported
+    data = json.loads(paths["json"].read_text())
+    assert data["run"]["run_id"] == run.run_id
+    assert data["run"]["status"] == "incomplete"
+    assert data["run"]["host"] == HOST
+    assert data["jobs"] == [r.to_dict() for r in run.results()]
+    assert [JobResult.from_dict(j) for j in data["jobs"]][:-1] == matrix_results()[:-1]
+    assert data["summary"]["exit_code"] == EXIT_FAIL
+    assert data["summary"]["fail"] == 2 and data["summary"]["pending"] == 1
+
+
+def test_report_html(reported: tuple[ResultStore, Run, dict[str, Path]]) -> None:
+    _, _, paths = reported
+    page = paths["html"].read_text()
+    assert page.startswith("<!DOCTYPE html>")
+    assert 'class="grid"' in page
+    for result in matrix_results():
+        assert result.spec.job_id in page
+    # targets are columns, kernels are row groups
+    header = page[page.index('class="grid"'):page.index("</thead>")]
+    assert [t for t in ("x86_64", "i386", "armv7", "ppc64") if f"<th>{t}</th>" in header] == [
+        "x86_64", "i386", "armv7", "ppc64"]
+    assert 'rowspan="1">v6.6</th>' in page and 'rowspan="2">v6.12</th>' in page
+    assert 'href="v6.6__x86_64__smoke/console.log"' in page
+    assert 'href="v6.6__armv7__smoke/build.log"' in page
+    assert "boot-hang" in page and "build 300s" in page and "boot 3.5s" in page
+    assert "<undefined reference>" not in page and "&lt;undefined reference&gt;" in page
+    assert "\x00" not in page and "\x1b" not in page
+    assert 'href="../cache/kernel/abc/bzImage"' in page  # artifacts are relative to the job dir
+    assert 'class="cell fail"' in page and 'class="cell pass"' in page
+
+
+@pytest.mark.parametrize(
+    ("statuses", "code"),
+    [
+        ([Status.PASS, Status.PASS], EXIT_PASS),
+        ([Status.PASS, Status.FAIL], EXIT_FAIL),
+        ([Status.INCOMPLETE, Status.FAIL], EXIT_FAIL),
+        ([Status.PASS, Status.INCOMPLETE], EXIT_INCOMPLETE),
+        ([Status.PASS, Status.PENDING], EXIT_INCOMPLETE),
+        ([Status.PASS, Status.SKIP], EXIT_INCOMPLETE),
+        ([], EXIT_INCOMPLETE),
+    ],
+)
+def test_exit_code(statuses: list[Status], code: int) -> None:
+    results = [JobResult(spec=spec(suite=f"s{i}"), status=s) for i, s in enumerate(statuses)]
+    assert exit_code(results) == code
+
+
+def test_exit_code_skipped_tests_in_a_passing_job() -> None:
+    result = JobResult(spec=spec(), status=Status.PASS, tests=[TResult("x", Status.SKIP, "why")])
+    assert exit_code([result]) == EXIT_PASS
+
+
+def test_summary_table() -> None:
+    results = matrix_results()
+    results[3].message = "no prompt [/proc] [bold]"  # must not be read as rich markup
+    console = Console(record=True, width=250, color_system=None)
+    console.print(summary_table(results))
+    text = console.export_text()
+    for result in results:
+        assert result.spec.job_id in text
+    assert "[/proc] [bold]" in text
+    assert "boot-hang" in text and "300" in text and "40.0" in text
+    assert "\x1b" not in text
+    console = Console(record=True, width=250, color_system=None)
+    print_summary(results, console)
+    assert "exit 1" in console.export_text()
