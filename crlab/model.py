@@ -29,6 +29,7 @@ class FailureClass(str, enum.Enum):
     BOOT_HANG = "boot-hang"  # no console output, or no prompt, within the boot timeout
     QEMU_EXIT = "qemu-exited"  # QEMU ended before the guest was usable
     GUEST_PANIC = "guest-panic"  # panic after boot, while a suite ran
+    KERNEL_OOPS = "kernel-oops"  # oops / BUG after boot; the suite may even have passed
     TEST = "test"  # a test reported failure
     TIMEOUT = "timeout"  # a suite did not finish in time
     TRANSPORT = "transport"  # console/SSH could not be used (e.g. SSH unreachable)

@@ -1,0 +1,226 @@
+"""A QEMU machine: its command line, start, boot to a shell prompt, shut down, classify failures."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import shlex
+import subprocess
+import time
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+import pexpect
+
+from crlab.model import FailureClass
+from crlab.targets import TargetProfile
+
+# what /init prints once the guest is usable, and the prompt it gives the shell
+READY_BANNER = "crlab-init: ready"
+PROMPT = "crlab# "
+HOSTKEY_LINE = re.compile(r"crlab-hostkey: (\S+ \S+)")
+
+# console patterns that tell a broken kernel from a slow one
+PANIC = re.compile(r"Kernel panic - not syncing[^\r\n]*")
+OOPS = re.compile(r"(?:Oops[:\s][^\r\n]*|BUG: [^\r\n]*|kernel BUG at [^\r\n]*|Unable to handle kernel[^\r\n]*)")
+
+
+class BootFailure(Exception):
+    def __init__(self, failure: FailureClass, message: str) -> None:
+        super().__init__(message)
+        self.failure = failure
+
+
+@dataclass
+class MachineConfig:
+    profile: TargetProfile
+    kernel: Path
+    initrd: Path
+    job_dir: Path  # the only host directory the guest's files end up in (logs)
+    cmdline: str = ""  # extra kernel arguments (e.g. init= for fault tests)
+    ssh_port: int | None = None  # forward 127.0.0.1:ssh_port -> guest:22; None = no network at all
+    first_output_timeout: float = 60.0  # no console output at all by then: hang
+    boot_timeout: float = 180.0  # no prompt by then: hang
+
+
+@cache
+def qemu_version(binary: str) -> str:
+    try:
+        out = subprocess.run([binary, "--version"], text=True, capture_output=True, timeout=30).stdout
+    except (FileNotFoundError, subprocess.TimeoutExpired):
+        return "missing"
+    return out.splitlines()[0] if out else "unknown"
+
+
+def qemu_command(cfg: MachineConfig) -> list[str]:
+    profile = cfg.profile
+    append = " ".join(f"console={profile.console} panic=-1 {profile.kernel_cmdline} {cfg.cmdline}".split())
+    cmd = [
+        profile.qemu_binary,
+        "-accel", "tcg",
+        "-M", profile.machine,
+        "-cpu", profile.cpu,
+        "-m", str(profile.memory_mb),
+        "-smp", str(profile.smp),
+        "-nographic",
+        "-no-reboot",  # with panic=-1 a panic ends QEMU instead of looping
+        "-monitor", "none",
+        "-serial", "stdio",
+        "-kernel", str(cfg.kernel),
+        "-initrd", str(cfg.initrd),
+        "-append", append,
+        *profile.qemu_extra_args,
+    ]
+    if cfg.ssh_port is None:
+        cmd += ["-nic", "none"]
+    else:
+        # user-mode networking: no host privileges; the one forward listens on loopback only
+        cmd += ["-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{cfg.ssh_port}-:22",
+                "-device", f"{profile.nic_device},netdev=n0"]
+    return cmd
+
+
+@dataclass
+class BootInfo:
+    seconds_to_prompt: float
+    host_key: str | None = None  # the guest's SSH host key, as printed on the console
+    boot_log: str = field(default="", repr=False)
+
+
+class QemuMachine:
+    """One running guest. The serial console is QEMU's stdio, a pty that pexpect reads."""
+
+    def __init__(self, cfg: MachineConfig) -> None:
+        self.cfg = cfg
+        self.child: pexpect.spawn | None = None
+        self.console_log = cfg.job_dir / "console.log"
+        self.stderr_log = cfg.job_dir / "qemu.stderr"
+        self.started_at = 0.0
+
+    @property
+    def command(self) -> list[str]:
+        return qemu_command(self.cfg)
+
+    def start(self) -> None:
+        self.cfg.job_dir.mkdir(parents=True, exist_ok=True)
+        (self.cfg.job_dir / "qemu.cmdline").write_text(shlex.join(self.command) + "\n")
+        # QEMU's own warnings go to a file so that they never mix with the guest's console
+        shell_cmd = f"exec {shlex.join(self.command)} 2>>{shlex.quote(str(self.stderr_log))}"
+        self.started_at = time.monotonic()
+        self.child = pexpect.spawn("/bin/sh", ["-c", shell_cmd], encoding="utf-8", codec_errors="replace",
+                                   timeout=30, maxread=65536, dimensions=(500, 500), echo=False)
+        self.child.logfile_read = open(self.console_log, "a", encoding="utf-8")  # noqa: SIM115
+
+    def wait_for_boot(self) -> BootInfo:
+        """Wait for /init's ready banner and the first prompt; classify anything else."""
+        assert self.child is not None
+        child = self.child
+        patterns = [READY_BANNER, PANIC.pattern, pexpect.EOF, pexpect.TIMEOUT]
+        deadline = self.started_at + self.cfg.boot_timeout
+        first_deadline = self.started_at + self.cfg.first_output_timeout
+        seen_output = False
+        while True:
+            now = time.monotonic()
+            limit = (first_deadline if not seen_output else deadline) - now
+            index = child.expect(patterns, timeout=max(limit, 0.1)) if limit > 0 else 3
+            if not seen_output and (child.before or child.after not in (pexpect.TIMEOUT, pexpect.EOF)):
+                seen_output = True
+            if index == 0:
+                child.expect_exact(PROMPT, timeout=max(deadline - time.monotonic(), 5))
+                seconds = time.monotonic() - self.started_at
+                log = self.read_console_log()
+                match = HOSTKEY_LINE.search(log)
+                return BootInfo(seconds, match.group(1) if match else None, log)
+            if index == 1:
+                self._wait_exit(10)
+                raise BootFailure(FailureClass.BOOT_PANIC, self._panic_message())
+            if index == 2:
+                log = self.read_console_log()
+                if PANIC.search(log):
+                    raise BootFailure(FailureClass.BOOT_PANIC, self._panic_message())
+                raise BootFailure(FailureClass.QEMU_EXIT, "QEMU exited before the guest reached a shell"
+                                  + self._stderr_summary() + self._last_lines())
+            # a timeout: either nothing ever came, or the boot stalled
+            if time.monotonic() >= first_deadline and not seen_output and not self.read_console_log().strip():
+                raise BootFailure(FailureClass.BOOT_HANG,
+                                  f"no console output within {self.cfg.first_output_timeout:.0f} s")
+            seen_output = True
+            if time.monotonic() >= deadline:
+                oops = OOPS.search(self.read_console_log())
+                detail = f" after {oops.group(0).strip()!r}" if oops else ""
+                raise BootFailure(FailureClass.BOOT_HANG, f"no shell prompt within {self.cfg.boot_timeout:.0f} s"
+                                  + detail + self._last_lines())
+
+    def read_console_log(self) -> str:
+        if self.child is not None and self.child.logfile_read:
+            self.child.logfile_read.flush()
+        try:
+            return self.console_log.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def _panic_message(self) -> str:
+        log = self.read_console_log()
+        match = PANIC.search(log)
+        return (match.group(0).strip() if match else "kernel panic") + self._last_lines()
+
+    def _last_lines(self, count: int = 6) -> str:
+        lines = [ln.rstrip() for ln in self.read_console_log().splitlines() if ln.strip()]
+        return ("\n" + "\n".join(lines[-count:])) if lines else ""
+
+    def _stderr_summary(self) -> str:
+        try:
+            text = self.stderr_log.read_text(errors="replace").strip()
+        except OSError:
+            return ""
+        return f" (qemu: {text.splitlines()[-1]})" if text else ""
+
+    def stderr_text(self) -> str:
+        try:
+            return self.stderr_log.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    @property
+    def alive(self) -> bool:
+        return self.child is not None and self.child.isalive()
+
+    def _wait_exit(self, timeout: float) -> bool:
+        assert self.child is not None
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if not self.child.isalive():
+                return True
+            with contextlib.suppress(pexpect.TIMEOUT, pexpect.EOF, OSError):
+                self.child.expect(pexpect.EOF, timeout=0.5)
+        return not self.child.isalive()
+
+    def shutdown(self, timeout: float = 20) -> bool:
+        """Ask the guest to power off; kill QEMU if it does not exit. True if it exited by itself."""
+        if self.child is None:
+            return True
+        clean = False
+        if self.child.isalive():
+            with contextlib.suppress(OSError):
+                self.child.sendline(self.cfg.profile.shutdown_command)
+            clean = self._wait_exit(timeout)
+        self.kill()
+        return clean
+
+    def kill(self) -> None:
+        if self.child is None:
+            return
+        if self.child.isalive():
+            self.child.terminate(force=True)
+        with contextlib.suppress(Exception):
+            self.child.close(force=True)
+        if self.child.logfile_read:
+            self.child.logfile_read.close()
+            self.child.logfile_read = None
+
+    def __enter__(self) -> QemuMachine:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.kill()

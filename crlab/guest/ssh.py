@@ -1,0 +1,122 @@
+"""A shell over SSH (paramiko) to the dropbear server in the guest.
+
+The client key is made per run; the server's host key is the one the guest printed on its
+console at boot, so the connection is pinned to that guest and nothing else.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import shlex
+import time
+from pathlib import Path
+
+import paramiko
+
+from crlab.guest.shell import CommandResult, CommandTimeout, GuestError, TransportError, wrap_command
+
+
+def generate_client_key(path: Path) -> paramiko.PKey:
+    """A fresh ECDSA key pair for one run; the private half is written 0600."""
+    key = paramiko.ECDSAKey.generate(bits=256)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    key.write_private_key_file(str(path))
+    path.with_suffix(".pub").write_text(f"{key.get_name()} {key.get_base64()} crlab\n")
+    return key
+
+
+def public_line(key: paramiko.PKey) -> str:
+    return f"{key.get_name()} {key.get_base64()} crlab"
+
+
+class _PinnedHostKey(paramiko.MissingHostKeyPolicy):
+    def __init__(self, expected: str | None) -> None:
+        self.expected = expected
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        if self.expected is None:
+            raise paramiko.SSHException("no host key was announced on the console; refusing to trust one")
+        kind, blob = self.expected.split()[:2]
+        if key.get_name() != kind or key.get_base64() != blob:
+            raise paramiko.SSHException(f"host key mismatch: the guest announced {kind} {blob[:16]}..., "
+                                        f"the server offered {key.get_name()} {key.get_base64()[:16]}...")
+
+
+class SshShell:
+    name = "ssh"
+
+    def __init__(self, port: int, key: paramiko.PKey, host_key: str | None, job: str,
+                 connect_timeout: float = 60) -> None:
+        self.port = port
+        self.job = job
+        self.client = paramiko.SSHClient()
+        self.client.set_missing_host_key_policy(_PinnedHostKey(host_key))
+        deadline = time.monotonic() + connect_timeout
+        last_error: Exception | None = None
+        while time.monotonic() < deadline:
+            try:
+                self.client.connect("127.0.0.1", port=port, username="root", pkey=key, timeout=10,
+                                    banner_timeout=20, auth_timeout=20, allow_agent=False,
+                                    look_for_keys=False)
+                return
+            except (OSError, paramiko.SSHException, EOFError) as exc:
+                last_error = exc
+                time.sleep(1)
+        raise TransportError(f"job {job}: the SSH server at 127.0.0.1:{port} did not answer within "
+                             f"{connect_timeout:.0f} s (does the guest have networking and dropbear?): "
+                             f"{type(last_error).__name__}: {last_error}")
+
+    def _exec(self, command: str, timeout: float, stdin_data: bytes | None = None) -> tuple[bytes, int]:
+        transport = self.client.get_transport()
+        if transport is None or not transport.is_active():
+            raise GuestError(f"job {self.job}: the SSH connection is gone")
+        channel = transport.open_session(timeout=30)
+        channel.set_combine_stderr(True)  # same semantics as the console: one output stream
+        channel.settimeout(timeout)
+        channel.exec_command(command)
+        try:
+            if stdin_data is not None:
+                channel.sendall(stdin_data)
+                channel.shutdown_write()
+            chunks = []
+            deadline = time.monotonic() + timeout
+            while True:
+                if time.monotonic() > deadline:
+                    raise TimeoutError()
+                data = channel.recv(65536)
+                if not data:
+                    break
+                chunks.append(data)
+            status = channel.recv_exit_status()
+        except TimeoutError as exc:
+            channel.close()
+            raise CommandTimeout(command, timeout, b"".join(chunks).decode(errors="replace")) from exc
+        channel.close()
+        return b"".join(chunks), status
+
+    def run(self, command: str, timeout: float = 60, env: dict[str, str] | None = None,
+            cwd: str | None = None) -> CommandResult:
+        output, status = self._exec(wrap_command(command, env, cwd) + " </dev/null", timeout)
+        return CommandResult(output=output.decode(errors="replace").replace("\r\n", "\n"), exit_status=status)
+
+    def put(self, local: Path, remote: str, mode: int = 0o644) -> None:
+        tmp = shlex.quote(remote + ".crlab-part")
+        dest = shlex.quote(remote)
+        output, status = self._exec(f"cat > {tmp} && mv {tmp} {dest} && chmod {mode:o} {dest}", 300,
+                                    stdin_data=local.read_bytes())
+        if status != 0:
+            raise GuestError(f"put {local} -> {remote} failed: {output.decode(errors='replace')[-300:]}")
+
+    def get(self, remote: str, local: Path) -> None:
+        # base64 keeps the stream clean of anything a pty could do to binary data
+        output, status = self._exec(f"base64 {shlex.quote(remote)}", 300)
+        if status != 0:
+            raise GuestError(f"get {remote} failed: {output.decode(errors='replace')[-300:]}")
+        local.write_bytes(base64.b64decode(b"".join(output.split())))
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.client.close()

@@ -1,0 +1,79 @@
+"""What the host needs for a matrix, what it lacks, and installing it (apt-get, as root)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+from crlab.targets import TargetProfile
+
+# always needed to configure and build a kernel and to pack an initramfs
+BASE_PACKAGES = ("make", "gcc", "bc", "bison", "flex", "libelf-dev", "libssl-dev", "cpio", "ccache",
+                 "xz-utils", "git", "dpkg-dev", "file")
+
+
+@dataclass
+class HostReport:
+    missing_packages: list[str]
+    present_packages: list[str]
+    notes: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing_packages
+
+
+def required_packages(targets: list[TargetProfile], debian_sources: list[str]) -> list[str]:
+    wanted: list[str] = list(BASE_PACKAGES)
+    for profile in targets:
+        wanted += [*profile.toolchain_packages, profile.qemu_package]
+        if profile.busybox_from == "source" or profile.dropbear_from == "source":
+            wanted += ["gcc", "make"]
+    wanted += debian_sources
+    return list(dict.fromkeys(wanted))
+
+
+def installed(packages: list[str]) -> set[str]:
+    if not packages:
+        return set()
+    proc = subprocess.run(["dpkg-query", "-W", "-f=${Package} ${db:Status-Abbrev}\n", *packages], text=True,
+                          capture_output=True)
+    have = set()
+    for line in proc.stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[1].startswith("ii"):
+            have.add(parts[0].split(":")[0])
+    return have
+
+
+def check(targets: list[TargetProfile], debian_sources: list[str]) -> HostReport:
+    wanted = required_packages(targets, debian_sources)
+    have = installed(wanted)
+    notes = []
+    if not os.path.exists("/dev/kvm"):
+        notes.append("no /dev/kvm: guests run under TCG (slower, but the same results)")
+    if not shutil.which("apt-get"):
+        notes.append("apt-get not found: crlab expects a Debian 12 (bookworm) host")
+    return HostReport([p for p in wanted if p not in have], [p for p in wanted if p in have], notes)
+
+
+def install_command(packages: list[str]) -> str:
+    return ("apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "
+            + " ".join(packages))
+
+
+def install(packages: list[str], log: object = print) -> bool:
+    """Install with apt-get (root only). Returns False when not root (the caller prints the command)."""
+    if not packages:
+        return True
+    if os.geteuid() != 0:
+        return False
+    assert callable(log)
+    log(f"installing Debian packages: {' '.join(packages)}")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-q"], check=True, env=env, stdout=subprocess.DEVNULL)
+    subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages], check=True, env=env,
+                   stdout=subprocess.DEVNULL)
+    return True

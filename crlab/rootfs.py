@@ -1,0 +1,101 @@
+"""Guest initramfs: a cached base per (target, suite) and a tiny per-job overlay.
+
+The base holds rootfs/base/ (init, /etc), the target's busybox and dropbear, /dev/console and the
+suite's files.  The overlay holds what must never be shared between runs: the run's SSH public
+key.  The kernel unpacks concatenated cpio archives in order, so the job's initrd is base+overlay.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from crlab import userland
+from crlab.cache import Cache, hash_file, hash_inputs
+from crlab.config import SuiteConfig
+from crlab.cpio import CpioWriter
+from crlab.paths import ROOTFS_DIR
+from crlab.targets import TargetProfile
+
+GUEST_SUITES_DIR = "/opt/crlab/suites"
+
+
+@dataclass
+class Rootfs:
+    key: str
+    path: Path  # the gzipped cpio
+    cached: bool
+
+
+def _tree_digest(root: Path) -> list[tuple[str, str, int]]:
+    out = []
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            out.append((str(path.relative_to(root)), hash_file(path), path.stat().st_mode & 0o777))
+    return out
+
+
+def rootfs_key(profile: TargetProfile, suite: SuiteConfig | None, busybox: Path, dropbear: Path | None) -> str:
+    suite_files = []
+    if suite is not None:
+        suite_files = [(name, hash_file(suite.suite_dir / name)) for name in suite.files]
+    return hash_inputs("rootfs", {
+        "target": profile.name,
+        "base": _tree_digest(ROOTFS_DIR / "base"),
+        "busybox": hash_file(busybox),
+        "dropbear": str(dropbear) if dropbear else None,  # entry paths are content keys already
+        "suite": suite.suite if suite else None,
+        "suite_files": suite_files,
+    })
+
+
+def build_rootfs(profile: TargetProfile, suite: SuiteConfig | None, cache: Cache, with_ssh: bool = True) -> Rootfs:
+    busybox = userland.busybox(profile, cache)
+    dropbear = userland.dropbear(profile, cache) if with_ssh else None
+    key = rootfs_key(profile, suite, busybox, dropbear)
+    entry = cache.entry("rootfs", key)
+    if cache.has("rootfs", key):
+        return Rootfs(key, entry / "initramfs.cpio.gz", cached=True)
+    with cache.lock(f"rootfs-{key}"):
+        if cache.has("rootfs", key):
+            return Rootfs(key, entry / "initramfs.cpio.gz", cached=True)
+        with cache.building("rootfs", key) as scratch:
+            archive = CpioWriter()
+            for directory in ("bin", "sbin", "usr", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "tmp",
+                              "run", "root", "opt", "opt/crlab", "opt/crlab/suites", "var", "var/log"):
+                archive.add_dir(directory)
+            archive.add_dir("root/.ssh", mode=0o700)
+            archive.add_chardev("dev/console", 5, 1, mode=0o600)
+            archive.add_chardev("dev/null", 1, 3, mode=0o666)
+            archive.add_file("bin/busybox", busybox, mode=0o755)
+            archive.add_symlink("bin/sh", "busybox")
+            if dropbear is not None:
+                archive.add_tree(dropbear)
+            archive.add_tree(ROOTFS_DIR / "base")
+            if suite is not None:
+                target_dir = f"{GUEST_SUITES_DIR.lstrip('/')}/{suite.suite}"
+                archive.add_dir(target_dir)
+                for name in suite.files:
+                    source = suite.suite_dir / name
+                    archive.add_file(f"{target_dir}/{name}", source, mode=source.stat().st_mode & 0o777)
+            archive.write(scratch / "initramfs.cpio.gz")
+    return Rootfs(key, entry / "initramfs.cpio.gz", cached=False)
+
+
+def job_initrd(base: Rootfs, authorized_key: str | None, job_dir: Path) -> Path:
+    """base + an overlay with this run's public key, written into the job's own directory."""
+    out = job_dir / "initrd.cpio.gz"
+    overlay = job_dir / "overlay.cpio.gz"
+    archive = CpioWriter()
+    archive.add_dir("root", mode=0o700)
+    archive.add_dir("root/.ssh", mode=0o700)
+    if authorized_key:
+        archive.add_file("root/.ssh/authorized_keys", (authorized_key.strip() + "\n").encode(), mode=0o600)
+    archive.write(overlay)
+    with open(out, "wb") as dst:
+        for part in (base.path, overlay):
+            with open(part, "rb") as src:
+                shutil.copyfileobj(src, dst)
+    overlay.unlink()
+    return out
