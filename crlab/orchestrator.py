@@ -264,8 +264,8 @@ class Orchestrator:
                 (job_dir / "dmesg.log").write_text(shell.run("dmesg", timeout=60).output)
             report = parse_tap(output.output)
             status, message = summarize_tap(report)
-            failure = FailureClass.NONE if status == Status.PASS else (
-                FailureClass.TEST if status == Status.FAIL else FailureClass.INFRA)
+            failure = {Status.PASS: FailureClass.NONE, Status.SKIP: FailureClass.NONE,
+                       Status.FAIL: FailureClass.TEST}.get(status, FailureClass.INFRA)
             if output.exit_status != 0 and status == Status.PASS:
                 status, failure = Status.FAIL, FailureClass.TEST
                 message = f"suite command exited {output.exit_status}"
