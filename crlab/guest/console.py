@@ -48,10 +48,11 @@ class ConsoleShell:
 
     def _exchange(self, script: str, timeout: float) -> CommandResult:
         typed_begin, typed_end, begin, end = self._markers()
-        self.child.sendline(f"echo {typed_begin}; {script}\necho {typed_end}:$?")
+        # one command line, so that no prompt or echo lands between the two markers
+        self.child.sendline(f"echo {typed_begin}; {script}; echo {typed_end}:$?")
         try:
-            self.child.expect_exact(begin + "\r\n", timeout=timeout)
-            index = self.child.expect([re.escape(end) + r":(\d+)\r?\n", PANIC.pattern], timeout=timeout)
+            self.child.expect(re.escape(begin) + r"\r*\n", timeout=timeout)
+            index = self.child.expect([re.escape(end) + r":(\d+)\r*\n", PANIC.pattern], timeout=timeout)
         except pexpect.TIMEOUT as exc:
             partial = str(self.child.before or "")
             self._recover()
@@ -93,8 +94,8 @@ class ConsoleShell:
         tag = f"CRLAB_EOF_{self._nonce}"
         tmp = shlex.quote(remote + ".crlab-part")
         dest = shlex.quote(remote)
-        script = (f"base64 -d > {tmp} <<'{tag}'\n{encoded}{tag}\n"
-                  f"mv {tmp} {dest} && chmod {mode:o} {dest} && sha256sum {dest}")
+        script = (f"( base64 -d > {tmp} <<'{tag}'\n{encoded}{tag}\n"
+                  f"mv {tmp} {dest} && chmod {mode:o} {dest} && sha256sum {dest} )")
         result = self._exchange(script, timeout=60 + len(data) / 2000)
         expected = hashlib.sha256(data).hexdigest()
         if not result.ok or expected not in result.output:

@@ -66,7 +66,9 @@ def qemu_command(cfg: MachineConfig) -> list[str]:
         "-nographic",
         "-no-reboot",  # with panic=-1 a panic ends QEMU instead of looping
         "-monitor", "none",
-        "-serial", "stdio",
+        # stdio with signal=off: a Ctrl-C sent to stop a stuck command must reach the guest, not QEMU
+        "-chardev", "stdio,id=console,signal=off",
+        "-serial", "chardev:console",
         "-kernel", str(cfg.kernel),
         "-initrd", str(cfg.initrd),
         "-append", append,
