@@ -1,0 +1,28 @@
+"""Shared fixtures.  Boot tests use the real kernels of configs/targets.yaml (built once into the
+content cache, then reused by every test and by `harness.py run`)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from crlab.config import MatrixConfig, load_config
+from crlab.paths import CONFIGS_DIR
+
+TARGETS = ["x86_64", "i386", "ppc64", "ppc64le", "armv7"]
+
+
+@pytest.fixture(scope="session")
+def matrix() -> MatrixConfig:
+    return load_config(CONFIGS_DIR / "targets.yaml")
+
+
+def require_qemu(binary: str) -> None:
+    """Boot tests need QEMU; `harness.py selftest` installs it, so its absence is a set-up error."""
+    if shutil.which(binary) is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{binary} is not installed; run the tests through `harness.py selftest`")
+        pytest.skip(f"{binary} is not installed (run `harness.py selftest`, which installs it)")

@@ -1,0 +1,111 @@
+"""Guest control logic that needs no guest: QEMU command lines, console parsing, port reservations."""
+
+from __future__ import annotations
+
+import multiprocessing
+import socket
+from pathlib import Path
+
+import pytest
+
+from crlab.guest.console import split_kernel_messages
+from crlab.guest.ports import reserve_port
+from crlab.guest.qemu import MachineConfig, qemu_command
+from crlab.guest.shell import wrap_command
+from crlab.targets import builtin_profiles, get_profile
+
+
+@pytest.mark.parametrize("name", sorted(builtin_profiles()))
+def test_qemu_command_line_per_target(name: str, tmp_path: Path) -> None:
+    profile = get_profile(name)
+    cfg = MachineConfig(profile, tmp_path / "image", tmp_path / "initrd", tmp_path, ssh_port=23456)
+    cmd = qemu_command(cfg)
+    assert cmd[0] == profile.qemu_binary
+    assert cmd[cmd.index("-cpu") + 1] == profile.cpu and profile.cpu, "the cpu model must be pinned"
+    assert cmd[cmd.index("-M") + 1] == profile.machine
+    assert "-no-reboot" in cmd and "-enable-kvm" not in cmd
+    append = cmd[cmd.index("-append") + 1]
+    assert f"console={profile.console}" in append and "panic=-1" in append
+    netdev = cmd[cmd.index("-netdev") + 1]
+    assert "hostfwd=tcp:127.0.0.1:23456-:22" in netdev, "forwards must listen on loopback only"
+    assert cmd[cmd.index("-device") + 1].startswith(profile.nic_device)
+
+
+def test_no_network_means_no_nic(tmp_path: Path) -> None:
+    cfg = MachineConfig(get_profile("x86_64"), tmp_path / "i", tmp_path / "r", tmp_path, ssh_port=None)
+    cmd = qemu_command(cfg)
+    assert cmd[cmd.index("-nic") + 1] == "none" and "-netdev" not in cmd
+
+
+def test_every_profile_is_complete() -> None:
+    for profile in builtin_profiles().values():
+        for field in ("arch", "cross_compile", "make_target", "kernel_image", "qemu_binary", "machine", "cpu",
+                      "console", "uname_machine"):
+            assert getattr(profile, field), f"{profile.name}: {field} is empty"
+        assert profile.busybox_from in ("debian", "source")
+        assert profile.debian_arch or profile.busybox_from == "source"
+
+
+def test_kernel_messages_are_cut_out_of_output() -> None:
+    raw = ("first line\r\r\nsecond [   12.345678] virtio_net virtio0 eth0: link up\r\r\n"
+           "line\r\r\n[   13.000001] random: crng init done\r\nlast\r\n")
+    output, messages = split_kernel_messages(raw)
+    assert output == "first line\nsecond line\nlast\n"
+    assert messages == ["[   12.345678] virtio_net virtio0 eth0: link up", "[   13.000001] random: crng init done"]
+
+
+def test_wrap_command_isolates_cwd_and_env() -> None:
+    text = wrap_command("sh smoke.sh", {"A": "it's"}, "/opt/x y")
+    assert text.startswith("( cd '/opt/x y' && export A='it'\"'\"'s' && sh smoke.sh")
+    assert text.endswith(")")
+
+
+def _reserve_many(args: tuple[str, int]) -> list[int]:
+    lock_dir, count = args
+    held = [reserve_port(Path(lock_dir)) for _ in range(count)]
+    ports = [r.port for r in held]
+    # hold them until every process has reserved its share, then report
+    import time
+    time.sleep(1.0)
+    for r in held:
+        r.release()
+    return ports
+
+
+def test_parallel_jobs_never_get_the_same_port(tmp_path: Path) -> None:
+    """Eight processes reserving 25 ports each at the same time: 200 distinct ports."""
+    with multiprocessing.get_context("spawn").Pool(8) as pool:
+        batches = pool.map(_reserve_many, [(str(tmp_path), 25)] * 8)
+    ports = [p for batch in batches for p in batch]
+    assert len(ports) == 200
+    assert len(set(ports)) == 200
+
+
+def test_a_port_in_use_on_the_host_is_never_handed_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    busy = listener.getsockname()[1]
+    import crlab.guest.ports as ports
+
+    monkeypatch.setattr(ports, "PORT_RANGE", (busy, busy + 2))  # two candidates, one taken
+    try:
+        for _ in range(20):
+            with reserve_port(tmp_path) as reservation:
+                assert reservation.port == busy + 1
+    finally:
+        listener.close()
+
+
+def test_a_reserved_port_is_not_handed_out_twice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import crlab.guest.ports as ports
+
+    monkeypatch.setattr(ports, "PORT_RANGE", (31000, 31002))
+    first = reserve_port(tmp_path)
+    second = reserve_port(tmp_path)
+    assert first.port != second.port
+    with pytest.raises(OSError, match="no free port"):
+        reserve_port(tmp_path, attempts=30)
+    first.release()
+    third = reserve_port(tmp_path)
+    assert third.port == first.port
