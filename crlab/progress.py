@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -114,5 +115,5 @@ class LiveProgress:
 
 def make_progress(plain: bool | None = None) -> Progress:
     if plain is None:
-        plain = not sys.stderr.isatty()
+        plain = not sys.stderr.isatty() or bool(os.environ.get("CI") or os.environ.get("CRLAB_PLAIN"))
     return PlainProgress() if plain else LiveProgress()

@@ -1,0 +1,266 @@
+"""crlab.userland: ELF reading, apt output parsing and tree checks (no downloads), plus slow tests
+that fetch real Debian packages, and checks of whatever guest programs the local cache already holds."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from crlab import userland
+from crlab.cache import Cache
+from crlab.targets import builtin_profiles, get_profile
+from crlab.userland import (
+    UserlandError,
+    check_tree,
+    elf_info,
+    elf_needed,
+    expected_elf,
+)
+
+HOST_X86_64 = os.uname().machine == "x86_64"
+C_PROGRAM = "#include <stdio.h>\nint main(void) { puts(\"crlab\"); return 0; }\n"
+
+
+def _compile(tmp_path: Path, cc: str, *flags: str) -> Path:
+    if shutil.which(cc) is None:
+        pytest.skip(f"{cc} is not installed")
+    src = tmp_path / "hello.c"
+    src.write_text(C_PROGRAM)
+    out = tmp_path / f"hello-{cc}{''.join(flags)}"
+    subprocess.run([cc, *flags, "-O1", "-o", str(out), str(src)], check=True, capture_output=True)
+    return out
+
+
+# --- ELF headers ---------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not HOST_X86_64, reason="expects an x86-64 host")
+def test_elf_info_host_ls() -> None:
+    info = elf_info("/bin/ls")
+    assert (info.bits, info.endian, info.machine) == (64, "little", "x86-64")
+    assert info.interp == "/lib64/ld-linux-x86-64.so.2"
+    assert not info.is_static
+    assert "libc.so.6" in elf_needed("/bin/ls")
+
+
+@pytest.mark.skipif(not HOST_X86_64, reason="expects an x86-64 host")
+def test_elf_info_static_and_dynamic_host_gcc(tmp_path: Path) -> None:
+    static = elf_info(_compile(tmp_path, "gcc", "-static"))
+    assert static == (64, "little", "x86-64", None, True)
+    dynamic = _compile(tmp_path, "gcc")
+    assert elf_info(dynamic).interp == "/lib64/ld-linux-x86-64.so.2"
+    assert not elf_info(dynamic).is_static
+    assert elf_needed(dynamic) == ["libc.so.6"]
+
+
+@pytest.mark.parametrize(
+    "cc, want",
+    [
+        ("i686-linux-gnu-gcc", (32, "little", "i386")),
+        ("arm-linux-gnueabihf-gcc", (32, "little", "arm")),
+        ("powerpc64le-linux-gnu-gcc", (64, "little", "ppc64")),
+        ("powerpc64-linux-gnu-gcc", (64, "big", "ppc64")),
+    ],
+)
+def test_elf_info_cross_compiled(tmp_path: Path, cc: str, want: tuple[int, str, str]) -> None:
+    binary = _compile(tmp_path, cc, "-static")
+    info = elf_info(binary)
+    assert (info.bits, info.endian, info.machine) == want
+    assert info.is_static and info.interp is None
+    dynamic = elf_info(_compile(tmp_path, cc))
+    assert dynamic.interp and not dynamic.is_static
+
+
+def test_elf_info_rejects_non_elf(tmp_path: Path) -> None:
+    script = tmp_path / "script"
+    script.write_text("#!/bin/sh\necho hi\n" * 10)
+    with pytest.raises(ValueError):
+        elf_info(script)
+
+
+def test_expected_elf_of_builtin_targets() -> None:
+    assert expected_elf(get_profile("x86_64")) == (64, "little", "x86-64")
+    assert expected_elf(get_profile("i386")) == (32, "little", "i386")
+    assert expected_elf(get_profile("armv7")) == (32, "little", "arm")
+    assert expected_elf(get_profile("ppc64le")) == (64, "little", "ppc64")
+    assert expected_elf(get_profile("ppc64")) == (64, "big", "ppc64")  # from the cross prefix
+
+
+# --- apt output, config edits ----------------------------------------------------------------------
+
+DEPENDS = """\
+prog:armhf
+  Depends: libc6:armhf
+ |Depends: libfoo1:armhf
+  Depends: libfoo1-alt:armhf
+  PreDepends: <awk>
+    mawk
+    gawk
+libc6:armhf
+  Depends: libgcc-s1:armhf
+<awk>
+mawk
+  Depends: libc6
+libgcc-s1:armhf
+"""
+
+
+def test_parse_depends() -> None:
+    graph = userland._parse_depends(DEPENDS)
+    assert graph["prog:armhf"] == [["libc6:armhf"], ["libfoo1:armhf", "libfoo1-alt:armhf"], ["mawk", "gawk"]]
+    assert graph["libc6:armhf"] == [["libgcc-s1:armhf"]]
+    assert graph["libgcc-s1:armhf"] == []
+    assert "<awk>" not in graph
+
+
+def test_set_kconfig(tmp_path: Path) -> None:
+    config = tmp_path / ".config"
+    config.write_text("CONFIG_A=y\n# CONFIG_STATIC is not set\nCONFIG_TC=y\nCONFIG_KEEP=m\n")
+    userland._set_kconfig(config, {"CONFIG_STATIC": "y", "CONFIG_TC": None, "CONFIG_NEW": None})
+    assert config.read_text().splitlines() == [
+        "CONFIG_A=y",
+        "CONFIG_STATIC=y",
+        "# CONFIG_TC is not set",
+        "CONFIG_KEEP=m",
+        "# CONFIG_NEW is not set",
+    ]
+
+
+def test_debian_userland_needs_a_debian_arch() -> None:
+    profile = get_profile("ppc64").with_overrides({"busybox_from": "debian"})
+    with pytest.raises(UserlandError, match="busybox for ppc64: .*no debian_arch"):
+        userland.busybox(profile, Cache(Path("/nonexistent-crlab-cache")))
+
+
+# --- trees -----------------------------------------------------------------------------------------
+
+
+def test_resolve_in_root(tmp_path: Path) -> None:
+    (tmp_path / "usr/lib/x").mkdir(parents=True)
+    (tmp_path / "usr/lib/x/ld.so").write_text("")
+    (tmp_path / "lib").symlink_to("usr/lib")
+    (tmp_path / "lib64").mkdir()
+    (tmp_path / "lib64/ld.so").symlink_to("/lib/x/ld.so")  # absolute: resolved inside the tree
+    (tmp_path / "loop").symlink_to("loop")
+    assert userland._resolve_in_root(tmp_path, "/lib64/ld.so") == tmp_path / "usr/lib/x/ld.so"
+    assert userland._resolve_in_root(tmp_path, "/lib/x/../x/ld.so") == tmp_path / "usr/lib/x/ld.so"
+    assert userland._resolve_in_root(tmp_path, "/lib/x/missing") is None
+    assert userland._resolve_in_root(tmp_path, "/loop") is None
+
+
+@pytest.mark.skipif(not HOST_X86_64, reason="uses the host's x86-64 glibc")
+def test_check_tree_adds_loader_link_and_finds_missing_libraries(tmp_path: Path) -> None:
+    prog = _compile(tmp_path, "gcc")
+    root = tmp_path / "root"
+    libdir = root / "lib/x86_64-linux-gnu"
+    libdir.mkdir(parents=True)
+    for lib in ("libc.so.6", "ld-linux-x86-64.so.2"):
+        shutil.copyfile(Path("/lib/x86_64-linux-gnu") / lib, libdir / lib)
+    (root / "usr/bin").mkdir(parents=True)
+    shutil.copyfile(prog, root / "usr/bin/hello")
+    notes = check_tree(root, "amd64", "test")
+    assert notes == ["added /lib64/ld-linux-x86-64.so.2 -> /lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"]
+    assert os.readlink(root / "lib64/ld-linux-x86-64.so.2") == "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"
+    assert check_tree(root, "amd64", "test") == []  # nothing left to fix
+    (libdir / "libc.so.6").unlink()
+    with pytest.raises(UserlandError, match=r"usr/bin/hello: libc\.so\.6"):
+        check_tree(root, "amd64", "test")
+    with pytest.raises(UserlandError, match="not i386"):
+        check_tree(root, "i386", "test")
+
+
+# --- what the local cache holds (reads only; skipped when nothing was built yet) -------------------
+
+
+def _profile_for(info: dict[str, object]) -> object:
+    for profile in builtin_profiles().values():
+        if info.get("from") == "debian" and info.get("arch") == profile.debian_arch:
+            return profile
+        if info.get("from") == "source" and info.get("cross_compile") == profile.cross_compile:
+            return profile
+    return None
+
+
+def test_cached_guest_programs_have_the_right_elf_headers() -> None:
+    root = Cache().root
+    checked = 0
+    for kind, rels in (
+        ("userland-busybox", ["busybox"]),
+        ("userland-dropbear", ["root/usr/sbin/dropbear", "root/usr/bin/dropbearkey"]),
+    ):
+        for entry in sorted((root / kind).glob("*/.complete")):
+            info = json.loads((entry.parent / "info.json").read_text())
+            profile = _profile_for(info)
+            if profile is None:
+                continue
+            for rel in rels:
+                got = elf_info(entry.parent / rel)
+                assert (got.bits, got.endian, got.machine) == expected_elf(profile), entry.parent  # type: ignore[arg-type]
+                assert got.is_static, entry.parent / rel
+                checked += 1
+    for entry in sorted((root / "deb-tree").glob("*/.complete")):
+        manifest = json.loads((entry.parent / "manifest.json").read_text())
+        dropbear = entry.parent / "root/usr/sbin/dropbear"
+        if "dropbear-bin" not in manifest["roots"] or manifest["arch"] not in userland._DEB_ARCH_ELF:
+            continue
+        got = elf_info(dropbear)
+        assert (got.bits, got.endian, got.machine) == userland._DEB_ARCH_ELF[manifest["arch"]]
+        assert got.interp and userland._resolve_in_root(entry.parent / "root", got.interp) is not None
+        checked += 1
+    if not checked:
+        pytest.skip("no guest programs in the cache yet")
+
+
+# --- real downloads --------------------------------------------------------------------------------
+
+
+def _no_subprocess(*args: object, **kwargs: object) -> None:
+    raise AssertionError(f"a cache hit ran a command: {args}")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HOST_X86_64, reason="runs the fetched busybox")
+def test_busybox_x86_64_from_debian(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = Cache(tmp_path / "cache")
+    profile = get_profile("x86_64")
+    binary = userland.busybox(profile, cache)
+    info = elf_info(binary)
+    assert (info.bits, info.endian, info.machine, info.is_static) == (64, "little", "x86-64", True)
+    out = subprocess.run([str(binary), "echo", "hello"], capture_output=True, text=True, check=True)
+    assert out.stdout == "hello\n"
+    meta = json.loads((binary.parent / "info.json").read_text())
+    assert meta["package"] == "busybox-static" and meta["arch"] == "amd64"
+    # a second call is a cache hit: no apt, no subprocess at all, well under a second
+    monkeypatch.setattr(subprocess, "run", _no_subprocess)
+    monkeypatch.setattr(subprocess, "Popen", _no_subprocess)
+    started = time.monotonic()
+    assert userland.busybox(profile, cache) == binary
+    assert time.monotonic() - started < 0.2
+    desc = userland.describe(profile, cache)
+    assert desc["busybox"] == {"from": "debian", "package": "busybox-static", "version": meta["version"], "arch": "amd64"}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HOST_X86_64, reason="runs the fetched dropbear")
+def test_dropbear_x86_64_tree(tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "cache")
+    root = userland.dropbear(get_profile("x86_64"), cache)
+    manifest = json.loads((root.parent / "manifest.json").read_text())
+    assert {"dropbear-bin", "libc6", "libtomcrypt1", "zlib1g"} <= set(manifest["kept"])
+    assert not (root / "usr/share").exists()
+    info = elf_info(root / "usr/sbin/dropbear")
+    assert info.interp and userland._resolve_in_root(root, info.interp) is not None
+    if os.geteuid() == 0:  # the tree alone is enough to run it
+        chroot = tmp_path / "chroot"
+        shutil.copytree(root, chroot, symlinks=True)
+        out = subprocess.run(["chroot", str(chroot), "/usr/sbin/dropbear", "-V"], capture_output=True, text=True)
+        assert "Dropbear v" in out.stdout + out.stderr
+    started = time.monotonic()
+    assert userland.dropbear(get_profile("x86_64"), cache) == root
+    assert time.monotonic() - started < 0.2
