@@ -125,7 +125,8 @@ class QemuMachine:
         while True:
             now = time.monotonic()
             limit = (first_deadline if not seen_output else deadline) - now
-            index = child.expect(patterns, timeout=max(limit, 0.1)) if limit > 0 else 3
+            # a bounded search window: rescanning the whole boot log on every read costs real time
+            index = child.expect(patterns, timeout=max(limit, 0.1), searchwindowsize=4096) if limit > 0 else 3
             if not seen_output and (child.before or child.after not in (pexpect.TIMEOUT, pexpect.EOF)):
                 seen_output = True
             if index == 0:
