@@ -24,7 +24,7 @@ from crlab.userland import (
 )
 
 HOST_X86_64 = os.uname().machine == "x86_64"
-C_PROGRAM = "#include <stdio.h>\nint main(void) { puts(\"crlab\"); return 0; }\n"
+C_PROGRAM = '#include <stdio.h>\nint main(void) { puts("crlab"); return 0; }\n'
 
 
 def _compile(tmp_path: Path, cc: str, *flags: str) -> Path:
@@ -165,8 +165,8 @@ def test_check_tree_adds_loader_link_and_finds_missing_libraries(tmp_path: Path)
     (root / "usr/bin").mkdir(parents=True)
     shutil.copyfile(prog, root / "usr/bin/hello")
     notes = check_tree(root, "amd64", "test")
-    assert notes == ["added /lib64/ld-linux-x86-64.so.2 -> /lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"]
-    assert os.readlink(root / "lib64/ld-linux-x86-64.so.2") == "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"
+    assert notes == ["added /lib64/ld-linux-x86-64.so.2 -> ../lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"]
+    assert os.readlink(root / "lib64/ld-linux-x86-64.so.2") == "../lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"
     assert check_tree(root, "amd64", "test") == []  # nothing left to fix
     (libdir / "libc.so.6").unlink()
     with pytest.raises(UserlandError, match=r"usr/bin/hello: libc\.so\.6"):
@@ -243,7 +243,12 @@ def test_busybox_x86_64_from_debian(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert userland.busybox(profile, cache) == binary
     assert time.monotonic() - started < 0.2
     desc = userland.describe(profile, cache)
-    assert desc["busybox"] == {"from": "debian", "package": "busybox-static", "version": meta["version"], "arch": "amd64"}
+    assert desc["busybox"] == {
+        "from": "debian",
+        "package": "busybox-static",
+        "version": meta["version"],
+        "arch": "amd64",
+    }
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import logging
 import shlex
 import time
 from pathlib import Path
@@ -15,6 +16,10 @@ from pathlib import Path
 import paramiko
 
 from crlab.guest.shell import CommandResult, CommandTimeout, GuestError, TransportError, wrap_command
+
+# paramiko logs a traceback for every refused attempt while the guest is still starting its server;
+# crlab reports the final outcome itself
+logging.getLogger("paramiko").setLevel(logging.CRITICAL)
 
 
 def generate_client_key(path: Path) -> paramiko.PKey:
