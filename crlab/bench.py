@@ -62,12 +62,12 @@ def bench_boot(matrix: MatrixConfig, targets: list[str], rounds: int = 3) -> int
                 job_dir = workdir / f"round{index}"
                 cfg = MachineConfig(profile, built.image, initrd, job_dir, ssh_port=None)
                 # alternate the order so that neither side always runs on a warmer machine
-                pair = [lambda: ours.append(crlab_boot(cfg)),
-                        lambda: bare.append(bare_boot(profile.qemu_binary, profile.machine, profile.cpu,
-                                                      profile.console, built.image, initrd,
-                                                      profile.qemu_extra_args))]
-                for run in pair if index % 2 == 0 else reversed(pair):
-                    run()
+                for side in ("crlab", "bare") if index % 2 == 0 else ("bare", "crlab"):
+                    if side == "crlab":
+                        ours.append(crlab_boot(cfg))
+                    else:
+                        bare.append(bare_boot(profile.qemu_binary, profile.machine, profile.cpu, profile.console,
+                                              built.image, initrd, profile.qemu_extra_args))
         ours_median, bare_median = statistics.median(ours), statistics.median(bare)
         ratio = ours_median / bare_median
         build_s = built.metadata.get("build_s", "?")

@@ -7,6 +7,7 @@ host tools, infrastructure error, timeout of the harness itself, interrupted).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import signal
 import subprocess
@@ -88,7 +89,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         store = ResultStore(store_dir or cfg.options.results_dir)
         specs = list(cfg.jobs)
     if args.jobs:
-        cfg.options.jobs = args.jobs
+        cfg.options = dataclasses.replace(cfg.options, jobs=args.jobs)
     if not ensure_host(cfg, install=not args.no_install):
         return EXIT_INCOMPLETE
     if not args.resume:

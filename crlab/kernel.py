@@ -29,7 +29,7 @@ from crlab.cache import Cache, hash_file, hash_inputs
 from crlab.config import KernelSource, KernelTree
 from crlab.targets import TargetProfile
 
-StageCallback = Callable[[str], None]
+StageCallback = Callable[[str], object]
 
 
 class KernelStageError(Exception):

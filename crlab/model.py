@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
-class Status(str, enum.Enum):
+class Status(enum.StrEnum):
     """Outcome of a job or a test.  INCOMPLETE is neither a pass nor a failure."""
 
     PASS = "pass"
@@ -17,7 +17,7 @@ class Status(str, enum.Enum):
     PENDING = "pending"  # planned, not run yet
 
 
-class FailureClass(str, enum.Enum):
+class FailureClass(enum.StrEnum):
     """Why a job did not pass; the stage that failed is recorded alongside."""
 
     NONE = ""

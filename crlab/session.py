@@ -24,7 +24,7 @@ from crlab.targets import TargetProfile
 
 
 def prepare_kernel(kernel: KernelTree, profile: TargetProfile, cache: Cache, log_dir: Path,
-                   on_stage: Callable[[str], None], build_timeout: int = 3600) -> kstages.BuiltKernel:
+                   on_stage: Callable[[str], object], build_timeout: int = 3600) -> kstages.BuiltKernel:
     """source -> patch -> configure -> build, each stage a cache hit when its inputs are unchanged."""
     log = log_dir / "build.log"
     on_stage("source")
