@@ -387,6 +387,7 @@ def build_kernel(kernel: KernelTree, profile: TargetProfile, tree_key: str, tree
         return found
     log = log_dir / "build.log"
     # one kernel build at a time on this host: two would only fight over the same cores
+    on_stage("build-queued")
     with cache.lock("build"):
         found = lookup_kernel(cache, key)
         if found:

@@ -14,7 +14,7 @@ import pytest
 
 from crlab import userland
 from crlab.cache import Cache
-from crlab.targets import builtin_profiles, get_profile
+from crlab.targets import TargetProfile, builtin_profiles, get_profile
 from crlab.userland import (
     UserlandError,
     check_tree,
@@ -138,6 +138,35 @@ def test_debian_userland_needs_a_debian_arch() -> None:
         userland.busybox(profile, Cache(Path("/nonexistent-crlab-cache")))
 
 
+def test_apt_memo_reuses_answers(tmp_path: Path) -> None:
+    apt = userland._Apt(Cache(tmp_path))
+    assert apt.memo("question", lambda: {"answer": 42}) == {"answer": 42}
+
+    def fail() -> None:
+        raise AssertionError("the memo should have answered")
+
+    assert apt.memo("question", fail) == {"answer": 42}
+    assert len(list((tmp_path / "userland-memo").glob("*.json"))) == 1
+
+
+def test_not_root_errors_name_the_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(userland, "_is_root", lambda: False)
+    monkeypatch.setattr(userland, "APT_LISTS", tmp_path / "lists")  # no lists at all
+    apt = userland._Apt(Cache(tmp_path / "cache"))
+    with pytest.raises(UserlandError) as err:
+        apt.ensure_arch("s390x", "busybox for zz")
+    assert "busybox for zz" in str(err.value)
+    assert "dpkg --add-architecture s390x\n  apt-get update" in str(err.value)
+    deb = {"types": ["deb"], "uris": ["http://mirror/debian"], "suites": ["bookworm"], "signed_by": "/k.gpg"}
+    monkeypatch.setattr(userland, "_source_entries", lambda: [deb])
+    monkeypatch.setattr(userland, "_os_codename", lambda: "bookworm")
+    with pytest.raises(UserlandError) as err:
+        apt.ensure_deb_src("busybox for ppc64")
+    assert "deb-src [signed-by=/k.gpg] http://mirror/debian bookworm main" in str(err.value)
+    assert "/etc/apt/sources.list.d/crlab-src.list" in str(err.value)
+    assert "apt-get update" in str(err.value)
+
+
 # --- trees -----------------------------------------------------------------------------------------
 
 
@@ -178,7 +207,7 @@ def test_check_tree_adds_loader_link_and_finds_missing_libraries(tmp_path: Path)
 # --- what the local cache holds (reads only; skipped when nothing was built yet) -------------------
 
 
-def _profile_for(info: dict[str, object]) -> object:
+def _profile_for(info: dict[str, object]) -> TargetProfile | None:
     for profile in builtin_profiles().values():
         if info.get("from") == "debian" and info.get("arch") == profile.debian_arch:
             return profile
@@ -201,7 +230,7 @@ def test_cached_guest_programs_have_the_right_elf_headers() -> None:
                 continue
             for rel in rels:
                 got = elf_info(entry.parent / rel)
-                assert (got.bits, got.endian, got.machine) == expected_elf(profile), entry.parent  # type: ignore[arg-type]
+                assert (got.bits, got.endian, got.machine) == expected_elf(profile), entry.parent
                 assert got.is_static, entry.parent / rel
                 checked += 1
     for entry in sorted((root / "deb-tree").glob("*/.complete")):
@@ -242,7 +271,8 @@ def test_busybox_x86_64_from_debian(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     started = time.monotonic()
     assert userland.busybox(profile, cache) == binary
     assert time.monotonic() - started < 0.2
-    desc = userland.describe(profile, cache)
+    monkeypatch.undo()
+    desc = userland.describe(profile, cache)  # also looks up dropbear's closure (apt, no download)
     assert desc["busybox"] == {
         "from": "debian",
         "package": "busybox-static",
