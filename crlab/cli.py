@@ -55,6 +55,11 @@ def ensure_host(cfg: MatrixConfig, install: bool = True) -> bool:
     return False
 
 
+def _stdout_console() -> Console:
+    """The summary table; wide enough for its columns in a CI log too."""
+    return Console() if sys.stdout.isatty() else Console(width=180)
+
+
 def _sigterm_as_interrupt(_signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt()
 
@@ -110,7 +115,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     finished = not interrupted and not run.pending_jobs()
     run.finish("complete" if finished else "incomplete")
     reports = run.write_reports()
-    print_summary(results, Console())
+    print_summary(results, _stdout_console())
     guest_s = sum(r.timings.get("boot_s", 0.0) + r.timings.get("run_s", 0.0) for r in results
                   if r.spec in specs)
     built_s = sum(r.timings.get("kernel_stage_s", 0.0) for r in results
@@ -239,7 +244,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     store = ResultStore(Path(args.results) if args.results else REPO_ROOT / "results")
     run = store.open_run(args.run)
     results = run.results()
-    print_summary(results, Console())
+    print_summary(results, _stdout_console())
     for name, path in run.write_reports().items():
         print(f"  {name}: {path}")
     return exit_code(results)
