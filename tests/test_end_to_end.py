@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,11 +28,11 @@ def harness(*args: str, timeout: float = 3600) -> subprocess.CompletedProcess[st
                           cwd=REPO_ROOT)
 
 
-def run_results(results_dir: Path) -> dict[str, object]:
+def run_results(results_dir: Path) -> dict[str, Any]:
     return json.loads((results_dir / "latest" / "results.json").read_text())
 
 
-def jobs_by_id(results: dict[str, object]) -> dict[str, dict[str, object]]:
+def jobs_by_id(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     jobs = results["jobs"]
     assert isinstance(jobs, list)
     return {job["job_id"]: job for job in jobs}
