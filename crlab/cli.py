@@ -95,6 +95,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         specs = list(cfg.jobs)
     if args.jobs:
         cfg.options = dataclasses.replace(cfg.options, jobs=args.jobs)
+    if args.transport:
+        if args.resume:
+            console.print("[red]--transport cannot change a run being resumed[/]")
+            return EXIT_INCOMPLETE
+        specs = [dataclasses.replace(spec, transport=args.transport) for spec in specs]
     if not ensure_host(cfg, install=not args.no_install):
         return EXIT_INCOMPLETE
     if not args.resume:
@@ -264,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="resume even though the config file changed")
     run.add_argument("--jobs", "-j", type=int, help="guests at once (overrides options.jobs)")
     run.add_argument("--results", help="results directory (overrides options.results_dir)")
+    run.add_argument("--transport", choices=["console", "ssh"], help="run every suite over this transport")
     run.add_argument("--plain", action="store_true", help="one line per event instead of a live table")
     run.add_argument("--no-install", action="store_true", help="never run apt-get; fail if packages are missing")
     run.set_defaults(func=cmd_run)
