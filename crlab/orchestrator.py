@@ -248,6 +248,9 @@ class Orchestrator:
             stage("run", spec.transport)
             if use_ssh:
                 assert key is not None and reservation is not None
+                if not boot.ssh_server_started:
+                    raise TransportError(f"job {spec.job_id}: the guest's SSH server did not start "
+                                         "(console.log says why)")
                 shell = SshShell(reservation.port, key, boot.host_key, spec.job_id)
             else:
                 shell = ConsoleShell(machine)

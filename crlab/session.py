@@ -16,7 +16,7 @@ from crlab.config import KernelTree, MatrixConfig, SuiteConfig
 from crlab.guest.console import ConsoleShell
 from crlab.guest.ports import reserve_port
 from crlab.guest.qemu import BootInfo, MachineConfig, QemuMachine
-from crlab.guest.shell import Shell
+from crlab.guest.shell import Shell, TransportError
 from crlab.guest.ssh import SshShell, generate_client_key, public_line
 from crlab.paths import FRAGMENTS_DIR
 from crlab.rootfs import build_rootfs, job_initrd
@@ -80,6 +80,9 @@ def boot_cell(cfg: MatrixConfig, kernel_name: str, target_name: str, transport: 
         shell: Shell
         if use_ssh:
             assert key is not None and reservation is not None
+            if with_net and not boot.ssh_server_started:
+                raise TransportError(f"{kernel_name}/{target_name}: the guest's SSH server did not start "
+                                     f"(see {machine.console_log})")
             shell = SshShell(reservation.port, key, boot.host_key, f"{kernel_name}/{target_name}",
                              connect_timeout=30 if with_net else 10)
             stack.callback(shell.close)

@@ -89,6 +89,10 @@ class BootInfo:
     host_key: str | None = None  # the guest's SSH host key, as printed on the console
     boot_log: str = field(default="", repr=False)
 
+    @property
+    def ssh_server_started(self) -> bool:
+        return "crlab-init: dropbear started" in self.boot_log
+
 
 class QemuMachine:
     """One running guest. The serial console is QEMU's stdio, a pty that pexpect reads."""
