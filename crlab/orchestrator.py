@@ -225,7 +225,7 @@ class Orchestrator:
         key = self.ssh_key() if use_ssh else None
         initrd = job_initrd(rootfs, public_line(key) if key else None, job_dir)
         reservation = reserve_port(self.cache.root / "ports") if use_ssh else None
-        boot_timeout = max(self.cfg.options.boot_timeout, profile.boot_timeout)
+        boot_timeout = profile.effective_boot_timeout(self.cfg.options.boot_timeout)
         machine = QemuMachine(MachineConfig(
             profile=profile, kernel=built.image, initrd=initrd, job_dir=job_dir,
             cmdline="crlab.net=user" if use_ssh else "",

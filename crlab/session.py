@@ -73,7 +73,7 @@ def boot_cell(cfg: MatrixConfig, kernel_name: str, target_name: str, transport: 
             profile=profile, kernel=built.image, initrd=initrd, job_dir=job_dir,
             cmdline=" ".join(filter(None, ["crlab.net=user" if with_net else "", cmdline])),
             ssh_port=reservation.port if (reservation and with_net) else None,
-            boot_timeout=max(cfg.options.boot_timeout, profile.boot_timeout))))
+            boot_timeout=profile.effective_boot_timeout(cfg.options.boot_timeout))))
         log(f"{kernel_name}/{target_name}: boot")
         machine.start()
         boot = machine.wait_for_boot()

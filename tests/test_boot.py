@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from crlab.config import MatrixConfig
-from crlab.guest.shell import TransportError
+from crlab.guest.shell import CommandTimeout, GuestGone, TransportError
 from crlab.session import boot_cell
 from tests.conftest import TARGETS, require_qemu
 
@@ -56,3 +56,24 @@ def test_ssh_without_guest_network_is_a_clear_error(matrix: MatrixConfig, tmp_pa
             pass
     message = str(info.value)
     assert "linux-6.1/x86_64" in message and "did not answer" in message
+
+
+@pytest.mark.parametrize("transport", ["console", "ssh"])
+def test_a_stuck_command_times_out_and_the_shell_still_works(matrix: MatrixConfig, transport: str,
+                                                              tmp_path: Path) -> None:
+    require_qemu("qemu-system-x86_64")
+    with boot_cell(matrix, "linux-6.1", "x86_64", transport=transport, job_dir=tmp_path / "job") as guest:
+        with pytest.raises(CommandTimeout):
+            guest.shell.run("echo started; sleep 600", timeout=3)
+        after = guest.shell.run("echo still-here")
+        assert (after.exit_status, after.output) == (0, "still-here\n")
+
+
+def test_init_exiting_panics_the_guest_and_the_shell_says_so(matrix: MatrixConfig, tmp_path: Path) -> None:
+    require_qemu("qemu-system-x86_64")
+    with boot_cell(matrix, "linux-6.1", "x86_64", job_dir=tmp_path / "job") as guest:
+        assert guest.machine.child is not None
+        guest.machine.child.sendline("exit")  # the console shell is PID 1: the kernel panics
+        with pytest.raises(GuestGone, match="panicked"):
+            guest.shell.run("true", timeout=30)
+    assert "Attempted to kill init" in (tmp_path / "job" / "console.log").read_text()

@@ -73,22 +73,33 @@ options:
     return path
 
 
-def test_panicking_guest_is_recorded_and_the_run_goes_on(tmp_path: Path) -> None:
+def test_panicking_and_hung_guests_are_classified_and_the_run_goes_on(tmp_path: Path) -> None:
     require_qemu("qemu-system-x86_64")
-    config = _write_config(tmp_path / "panic.yaml", """  - name: x86_64
+    # a kernel that cannot start init panics; a QEMU whose CPU never starts (-S) prints nothing
+    config = _write_config(tmp_path / "broken.yaml", """  - name: x86_64
     as: x86_64-noinit
     kernel_cmdline: "rdinit=/nonexistent init=/nonexistent"
+  - name: x86_64
+    as: x86_64-hang
+    qemu_extra_args: ["-S"]
+    boot_timeout: 15
   - x86_64""")
     proc = harness("run", str(config), "--results", str(tmp_path / "results"))
     assert proc.returncode == 1, proc.stdout + proc.stderr
     jobs = jobs_by_id(run_results(tmp_path / "results"))
-    panicked = jobs["linux-6.1/x86_64-noinit/smoke"]
-    assert panicked["status"] == "fail"
-    assert panicked["failure"] == "boot-panic"
-    assert "Kernel panic" in str(panicked["message"])
     run_dir = Path(os.path.realpath(tmp_path / "results" / "latest"))
+
+    panicked = jobs["linux-6.1/x86_64-noinit/smoke"]
+    assert (panicked["status"], panicked["failure"], panicked["stage"]) == ("fail", "boot-panic", "boot")
+    assert "Kernel panic" in str(panicked["message"])
     console = (run_dir / "linux-6.1__x86_64-noinit__smoke" / "console.log").read_text()
-    assert "Requested init /nonexistent failed" in console or "No working init found" in console
+    assert "Requested init /nonexistent failed" in console
+
+    hung = jobs["linux-6.1/x86_64-hang/smoke"]
+    assert (hung["status"], hung["failure"], hung["stage"]) == ("fail", "boot-hang", "boot")
+    assert "no console output within 15 s" in str(hung["message"])
+    assert (run_dir / "linux-6.1__x86_64-hang__smoke" / "console.log").exists()
+
     assert jobs["linux-6.1/x86_64/smoke"]["status"] == "pass"
 
 

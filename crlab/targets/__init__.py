@@ -48,12 +48,16 @@ class TargetProfile:
     kernel_cmdline: str = ""  # extra kernel arguments
     # the command that ends the guest so that QEMU exits (x86 without ACPI halts on poweroff)
     shutdown_command: str = "poweroff -f"
-    # seconds to the first shell prompt before the boot counts as hung (TCG is slow on some arches)
-    boot_timeout: int = 120
+    # seconds to the first shell prompt before the boot counts as hung; None: the run's
+    # options.timeouts.boot (a profile or a config override sets it for a slow target)
+    boot_timeout: int | None = None
     engines: tuple[str, ...] = field(default=())  # C/R engines this target can run (later issues)
 
     def field_names(self) -> list[str]:
         return [f.name for f in dataclasses.fields(self)]
+
+    def effective_boot_timeout(self, default: int) -> int:
+        return self.boot_timeout if self.boot_timeout is not None else default
 
     def with_overrides(self, overrides: dict[str, object]) -> TargetProfile:
         """A copy with some fields replaced (a config's per-target overrides)."""
@@ -73,7 +77,7 @@ def overridable_fields() -> dict[str, type]:
         annotation = str(f.type)
         if annotation.startswith("tuple"):
             out[f.name] = list
-        elif annotation == "int":
+        elif annotation in ("int", "int | None"):
             out[f.name] = int
         else:
             out[f.name] = str
