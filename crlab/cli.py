@@ -134,7 +134,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"  {name}: {path}")
     if interrupted:
         print(f"interrupted: finished jobs are kept; continue with `harness.py run --resume {run.run_id}`")
-        return EXIT_INCOMPLETE
+        # everything is recorded; do not wait for worker threads still inside a long build step
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_INCOMPLETE)
     return exit_code(results)
 
 
