@@ -230,7 +230,7 @@ def cmd_selftest(args: argparse.Namespace) -> int:
         return EXIT_INCOMPLETE
     if not ensure_host(cfg):
         return EXIT_INCOMPLETE
-    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args.pytest_args]
+    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--durations=15", *args.pytest_args]
     if not any(a.startswith("-n") for a in args.pytest_args):
         cmd += ["-n", "2", "--dist", "loadgroup"]
     console.print(f"crlab: {' '.join(cmd)}", highlight=False)

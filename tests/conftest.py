@@ -25,3 +25,8 @@ def require_qemu(binary: str) -> None:
         if os.environ.get("CI"):
             pytest.fail(f"{binary} is not installed; run the tests through `harness.py selftest`")
         pytest.skip(f"{binary} is not installed (run `harness.py selftest`, which installs it)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Fast tests first, boots last: a broken parser shows up in seconds, not after the builds."""
+    items.sort(key=lambda item: item.get_closest_marker("boot") is not None)
