@@ -159,10 +159,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         if cell not in kernel_state:
             kernel, profile = cfg.kernels[spec.kernel], cfg.targets[spec.target]
             try:
-                source_key = kstages.source_key(kernel.source)
-                tree_key = (kstages.patched_tree_key(source_key, kernel.patches) if kernel.patches
-                            else source_key)
-                key = kstages.build_key(tree_key, kernel, profile, FRAGMENTS_DIR)
+                key = kstages.planned_build_key(kernel, profile, FRAGMENTS_DIR)
                 kernel_state[cell] = f"kernel {key} " + ("cached" if cache.has("kernels", key) else "to build")
             except Exception as exc:  # plan never builds: say what is unknown
                 kernel_state[cell] = f"kernel key unknown ({exc})"

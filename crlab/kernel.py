@@ -354,6 +354,14 @@ def build_key(tree_key: str, kernel: KernelTree, profile: TargetProfile, fragmen
     })
 
 
+def planned_build_key(kernel: KernelTree, profile: TargetProfile, fragments_dir: Path) -> str:
+    """The build's cache key from the inputs alone, without unpacking or patching anything."""
+    tree_key = source_key(kernel.source)
+    if kernel.patches:
+        tree_key = patched_tree_key(tree_key, kernel.patches)
+    return build_key(tree_key, kernel, profile, fragments_dir)
+
+
 def lookup_kernel(cache: Cache, key: str) -> BuiltKernel | None:
     if not cache.has("kernels", key):
         return None
