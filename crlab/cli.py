@@ -313,6 +313,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args))
     except KeyboardInterrupt:
         return EXIT_INCOMPLETE
+    except BrokenPipeError:  # e.g. `harness.py plan | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_PASS
 
 
 __all__ = ["main", "EXIT_PASS", "EXIT_FAIL", "EXIT_INCOMPLETE"]
