@@ -1,0 +1,60 @@
+"""Flakes are retried: a real guest whose first QEMU cannot start (its SSH forward port was taken by
+another program between reservation and start) passes on the second attempt, and the first
+attempt's failure and QEMU's own message are kept."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+import crlab.orchestrator as orchestrator
+from crlab.config import load_config
+from crlab.guest.ports import PortReservation
+from crlab.model import FailureClass, Status
+from crlab.orchestrator import Orchestrator
+from crlab.progress import PlainProgress
+from crlab.results import ResultStore
+from tests.conftest import require_qemu
+
+pytestmark = [pytest.mark.boot, pytest.mark.slow]
+
+
+def test_qemu_that_cannot_start_is_classified_and_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    require_qemu("qemu-system-x86_64")
+    config = tmp_path / "retry.yaml"
+    config.write_text("""kernels: [linux-6.1]
+targets: [x86_64]
+suites:
+  - {name: smoke-ssh, suite: smoke, transport: ssh}
+options: {jobs: 1, retries: 1}
+""")
+    cfg = load_config(config)
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    stolen = squatter.getsockname()[1]
+    real_reserve = orchestrator.reserve_port
+    handed_out: list[int] = []
+
+    def reserve(lock_dir: Path) -> PortReservation:
+        reservation = (PortReservation(stolen, open(tmp_path / "stolen.lock", "w")) if not handed_out
+                       else real_reserve(lock_dir))
+        handed_out.append(reservation.port)
+        return reservation
+
+    monkeypatch.setattr(orchestrator, "reserve_port", reserve)
+    try:
+        store = ResultStore(tmp_path / "results")
+        run = store.create_run(config, cfg.digest, cfg.jobs, {})
+        [result] = Orchestrator(cfg, run, PlainProgress()).execute(cfg.jobs)
+    finally:
+        squatter.close()
+    assert handed_out[0] == stolen and len(handed_out) == 2
+    assert result.status == Status.PASS, result.message
+    assert result.attempts == 2 and result.info.get("flaky") is True
+    [first] = result.info["earlier_attempts"]
+    assert first["failure"] == FailureClass.QEMU_EXIT.value and first["status"] == Status.INCOMPLETE.value
+    job_dir = run.job_dir(cfg.jobs[0])
+    assert "host forwarding" in (job_dir / "qemu.stderr.attempt1").read_text()
