@@ -34,6 +34,7 @@ class PlainProgress:
         self.stream = stream or sys.stderr
         self.t0 = time.monotonic()
         self.lock = threading.Lock()
+        self.stage_started: dict[str, float] = {}
 
     def _line(self, text: str) -> None:
         with self.lock:
@@ -42,12 +43,21 @@ class PlainProgress:
     def start(self, jobs: list[str]) -> None:
         self._line(f"{len(jobs)} job(s): " + ", ".join(jobs))
 
+    def _since_last(self, job: str) -> str:
+        """How long the job's previous stage took, so a slow stage stands out in a CI log."""
+        now = time.monotonic()
+        previous = self.stage_started.get(job)
+        self.stage_started[job] = now
+        return f" [previous stage {now - previous:.1f}s]" if previous is not None else ""
+
     def stage(self, job: str, stage: str, detail: str = "") -> None:
-        self._line(f"{job}: {stage}" + (f" ({detail})" if detail else ""))
+        took = self._since_last(job)
+        self._line(f"{job}: {stage}" + (f" ({detail})" if detail else "") + took)
 
     def done(self, result: JobResult) -> None:
         extra = f" [{result.failure.value}]" if result.failure.value else ""
-        self._line(f"{result.spec.job_id}: {result.status.value.upper()}{extra} {result.message}".rstrip())
+        took = self._since_last(result.spec.job_id)
+        self._line(f"{result.spec.job_id}: {result.status.value.upper()}{extra} {result.message}".rstrip() + took)
 
     def note(self, text: str) -> None:
         self._line(text)
