@@ -26,7 +26,7 @@ from crlab.cache import Cache
 from crlab.config import KernelTree, MatrixConfig, SuiteConfig
 from crlab.guest.console import ConsoleShell
 from crlab.guest.ports import reserve_port
-from crlab.guest.qemu import OOPS, PANIC, BootFailure, MachineConfig, QemuMachine, qemu_version
+from crlab.guest.qemu import PANIC, BootFailure, MachineConfig, QemuMachine, find_oops, qemu_version
 from crlab.guest.shell import CommandTimeout, GuestError, GuestGone, Shell, TransportError
 from crlab.guest.ssh import SshShell, generate_client_key, public_line
 from crlab.model import FailureClass, JobResult, JobSpec, Status, TestResult
@@ -272,10 +272,10 @@ class Orchestrator:
             if output.exit_status != 0 and status == Status.PASS:
                 status, failure = Status.FAIL, FailureClass.TEST
                 message = f"suite command exited {output.exit_status}"
-            oops = OOPS.search(machine.read_console_log())
+            oops = find_oops(machine.read_console_log())
             if oops:
                 status, failure = Status.FAIL, FailureClass.KERNEL_OOPS
-                message = f"kernel reported {oops.group(0).strip()!r}; " + message
+                message = f"kernel reported {oops!r}; " + message
             return GuestOutcome(status, failure, "run" if status != Status.PASS else "collect", message,
                                 report.tests, timings, info)
         except TransportError as exc:

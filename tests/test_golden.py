@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from crlab.guest.qemu import OOPS, PANIC, READY_BANNER
+from crlab.guest.qemu import PANIC, READY_BANNER, find_oops
 from crlab.model import Status
 from crlab.tap import parse_tap, summarize_tap
 
@@ -44,4 +44,11 @@ def test_panic_console_is_classified_as_panic() -> None:
 def test_clean_boot_console_has_no_panic_or_oops() -> None:
     log = (GOLDEN / "boot-ppc64.console.log").read_text()
     assert READY_BANNER in log
-    assert PANIC.search(log) is None and OOPS.search(log) is None
+    assert PANIC.search(log) is None and find_oops(log) is None
+
+
+def test_only_kernel_lines_count_as_an_oops() -> None:
+    log = (GOLDEN / "boot-ppc64.console.log").read_text()
+    assert find_oops(log + "crlab# echo 'BUG: in my test'\nBUG: in my test\n") is None
+    oopsed = log + "[   42.123456] BUG: kernel NULL pointer dereference, address: 0000000000000000\n"
+    assert find_oops(oopsed) == "BUG: kernel NULL pointer dereference, address: 0000000000000000"

@@ -26,6 +26,19 @@ PANIC = re.compile(r"Kernel panic - not syncing[^\r\n]*")
 OOPS = re.compile(r"(?:Oops[:\s][^\r\n]*|BUG: [^\r\n]*|kernel BUG at [^\r\n]*|Unable to handle kernel[^\r\n]*)")
 
 
+_PRINTK_LINE = re.compile(r"\[ *\d+\.\d{6}\] [^\r\n]*")
+
+
+def find_oops(console_log: str) -> str | None:
+    """The first oops/BUG the kernel printed.  Only printk lines count (they carry a timestamp with
+    PRINTK_TIME), so a test that prints "BUG:" on the console is not mistaken for the kernel."""
+    for line in _PRINTK_LINE.findall(console_log):
+        match = OOPS.search(line)
+        if match:
+            return match.group(0).strip()
+    return None
+
+
 class BootFailure(Exception):
     def __init__(self, failure: FailureClass, message: str) -> None:
         super().__init__(message)
@@ -154,8 +167,8 @@ class QemuMachine:
                                   f"no console output within {self.cfg.first_output_timeout:.0f} s")
             seen_output = True
             if time.monotonic() >= deadline:
-                oops = OOPS.search(self.read_console_log())
-                detail = f" after {oops.group(0).strip()!r}" if oops else ""
+                oops = find_oops(self.read_console_log())
+                detail = f" after {oops!r}" if oops else ""
                 raise BootFailure(FailureClass.BOOT_HANG, f"no shell prompt within {self.cfg.boot_timeout:.0f} s"
                                   + detail + self._last_lines())
 
