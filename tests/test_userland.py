@@ -220,9 +220,9 @@ def _profile_for(info: dict[str, object]) -> TargetProfile | None:
 @pytest.mark.slow
 def test_guest_programs_of_every_target_have_the_right_elf_headers() -> None:
     root = Cache().root
-    for profile in builtin_profiles().values():  # what the boot tests use; built here if missing
-        userland.busybox(profile)
-        userland.dropbear(profile)
+    for target in builtin_profiles().values():  # what the boot tests use; built here if missing
+        userland.busybox(target)
+        userland.dropbear(target)
     checked = 0
     for kind, rels in (
         ("userland-busybox", ["busybox"]),
