@@ -24,16 +24,15 @@ import paramiko
 from crlab import kernel as kstages
 from crlab.cache import Cache
 from crlab.config import KernelTree, MatrixConfig, SuiteConfig
-from crlab.guest.console import ConsoleShell
 from crlab.guest.ports import reserve_port
-from crlab.guest.qemu import PANIC, BootFailure, MachineConfig, QemuMachine, find_oops, qemu_version
+from crlab.guest.qemu import PANIC, BootFailure, QemuMachine, find_oops, qemu_version
 from crlab.guest.shell import CommandTimeout, GuestError, GuestGone, Shell, TransportError
-from crlab.guest.ssh import SshShell, generate_client_key, public_line
+from crlab.guest.ssh import generate_client_key, public_line
 from crlab.model import FailureClass, JobResult, JobSpec, Status, TestResult
 from crlab.progress import Progress
 from crlab.results import Run
 from crlab.rootfs import GUEST_SUITES_DIR, Rootfs, build_rootfs, job_initrd
-from crlab.session import prepare_kernel
+from crlab.session import machine_config, open_shell, prepare_kernel
 from crlab.tap import parse_tap, summarize_tap
 from crlab.targets import TargetProfile
 from crlab.userland import UserlandError
@@ -226,11 +225,8 @@ class Orchestrator:
         initrd = job_initrd(rootfs, public_line(key) if key else None, job_dir)
         reservation = reserve_port(self.cache.root / "ports") if use_ssh else None
         boot_timeout = profile.effective_boot_timeout(self.cfg.options.boot_timeout)
-        machine = QemuMachine(MachineConfig(
-            profile=profile, kernel=built.image, initrd=initrd, job_dir=job_dir,
-            cmdline="crlab.net=user" if use_ssh else "",
-            ssh_port=reservation.port if reservation else None,
-            boot_timeout=boot_timeout, first_output_timeout=min(60.0, boot_timeout)))
+        machine = QemuMachine(machine_config(profile, built.image, initrd, job_dir, boot_timeout,
+                                             ssh_port=reservation.port if reservation else None))
         with self._lock:
             self._machines.add(machine)
         shell: Shell | None = None
@@ -246,14 +242,8 @@ class Orchestrator:
                 return GuestOutcome(status, exc.failure, "boot", str(exc), [], timings, info)
             timings["boot_s"] = round(boot.seconds_to_prompt, 2)
             stage("run", spec.transport)
-            if use_ssh:
-                assert key is not None and reservation is not None
-                if not boot.ssh_server_started:
-                    raise TransportError(f"job {spec.job_id}: the guest's SSH server did not start "
-                                         "(console.log says why)")
-                shell = SshShell(reservation.port, key, boot.host_key, spec.job_id)
-            else:
-                shell = ConsoleShell(machine)
+            shell = open_shell(machine, boot, spec.transport, spec.job_id, key,
+                               reservation.port if reservation else None)
             env = {"CRLAB_EXPECT_RELEASE": built.release, "CRLAB_EXPECT_VERSION": built.uts_version,
                    "CRLAB_EXPECT_MACHINE": profile.uname_machine, "CRLAB_TARGET": profile.name,
                    "CRLAB_JOB": spec.job_id}

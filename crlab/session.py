@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import paramiko
+
 from crlab import kernel as kstages
 from crlab.cache import Cache
 from crlab.config import KernelTree, MatrixConfig, SuiteConfig
@@ -34,6 +36,26 @@ def prepare_kernel(kernel: KernelTree, profile: TargetProfile, cache: Cache, log
     on_stage("configure")
     return kstages.build_kernel(kernel, profile, tree_key, tree, cache, FRAGMENTS_DIR, log_dir, on_stage,
                                 timeout=build_timeout)
+
+
+def machine_config(profile: TargetProfile, image: Path, initrd: Path, job_dir: Path, boot_timeout: int,
+                   ssh_port: int | None = None, cmdline: str = "") -> MachineConfig:
+    """How a crlab guest is started: with networking (and so SSH) exactly when it has a forward port."""
+    return MachineConfig(
+        profile=profile, kernel=image, initrd=initrd, job_dir=job_dir,
+        cmdline=" ".join(filter(None, ["crlab.net=user" if ssh_port is not None else "", cmdline])),
+        ssh_port=ssh_port, boot_timeout=boot_timeout, first_output_timeout=min(60.0, boot_timeout))
+
+
+def open_shell(machine: QemuMachine, boot: BootInfo, transport: str, job: str, key: paramiko.PKey | None = None,
+               port: int | None = None, connect_timeout: float = 60) -> Shell:
+    """The suite-facing shell on a booted guest: its console, or SSH pinned to its announced host key."""
+    if transport != "ssh":
+        return ConsoleShell(machine)
+    assert key is not None and port is not None
+    if machine.cfg.ssh_port is not None and not boot.ssh_server_started:
+        raise TransportError(f"job {job}: the guest's SSH server did not start (see {machine.console_log})")
+    return SshShell(port, key, boot.host_key, job, connect_timeout=connect_timeout)
 
 
 @dataclass
@@ -69,25 +91,15 @@ def boot_cell(cfg: MatrixConfig, kernel_name: str, target_name: str, transport: 
         initrd = job_initrd(rootfs, public_line(key) if key else None, job_dir)
         with_net = use_ssh if network is None else network
         reservation = stack.enter_context(reserve_port(cache.root / "ports")) if use_ssh else None
-        machine = stack.enter_context(QemuMachine(MachineConfig(
-            profile=profile, kernel=built.image, initrd=initrd, job_dir=job_dir,
-            cmdline=" ".join(filter(None, ["crlab.net=user" if with_net else "", cmdline])),
-            ssh_port=reservation.port if (reservation and with_net) else None,
-            boot_timeout=profile.effective_boot_timeout(cfg.options.boot_timeout))))
+        machine = stack.enter_context(QemuMachine(machine_config(
+            profile, built.image, initrd, job_dir, profile.effective_boot_timeout(cfg.options.boot_timeout),
+            ssh_port=reservation.port if (reservation and with_net) else None, cmdline=cmdline)))
         log(f"{kernel_name}/{target_name}: boot")
         machine.start()
         boot = machine.wait_for_boot()
-        shell: Shell
-        if use_ssh:
-            assert key is not None and reservation is not None
-            if with_net and not boot.ssh_server_started:
-                raise TransportError(f"{kernel_name}/{target_name}: the guest's SSH server did not start "
-                                     f"(see {machine.console_log})")
-            shell = SshShell(reservation.port, key, boot.host_key, f"{kernel_name}/{target_name}",
-                             connect_timeout=30 if with_net else 10)
-            stack.callback(shell.close)
-        else:
-            shell = ConsoleShell(machine)
+        shell = open_shell(machine, boot, transport, f"{kernel_name}/{target_name}", key,
+                           reservation.port if reservation else None, connect_timeout=30 if with_net else 10)
+        stack.callback(shell.close)
         stack.callback(machine.shutdown)
         yield Guest(machine, boot, shell, built, job_dir)
 
