@@ -15,6 +15,7 @@ import subprocess
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,9 @@ from crlab.userland import UserlandError
 # failures worth another attempt (flakes); a build or config failure is deterministic
 RETRYABLE = {FailureClass.BOOT_HANG, FailureClass.QEMU_EXIT, FailureClass.TIMEOUT, FailureClass.TRANSPORT,
              FailureClass.TEST, FailureClass.INFRA}
+
+
+StageFn = Callable[..., None]  # stage(name, detail="") marks a job's progress
 
 
 class Interrupted(Exception):
@@ -193,8 +197,7 @@ class Orchestrator:
         return result
 
     def _kernel_stages(self, kernel: KernelTree, profile: TargetProfile, job_dir: Path, result: JobResult,
-                       stage: object) -> kstages.BuiltKernel:
-        assert callable(stage)
+                       stage: StageFn) -> kstages.BuiltKernel:
         t0 = time.monotonic()
         built = prepare_kernel(kernel, profile, self.cache, job_dir, on_stage=lambda s: stage(s),
                                build_timeout=self.cfg.options.build_timeout)
@@ -211,9 +214,8 @@ class Orchestrator:
         return built
 
     def _boot_and_run(self, spec: JobSpec, profile: TargetProfile, suite: SuiteConfig,
-                      built: kstages.BuiltKernel, rootfs: Rootfs, job_dir: Path, stage: object,
+                      built: kstages.BuiltKernel, rootfs: Rootfs, job_dir: Path, stage: StageFn,
                       attempt: int) -> GuestOutcome:
-        assert callable(stage)
         use_ssh = spec.transport == "ssh"
         timings: dict[str, float] = {}
         info: dict[str, object] = {}
