@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -48,22 +49,54 @@ class TestResult:
     number: int | None = None
 
 
-@dataclass
+# The named axes that identify a job's result across runs (nightly comparison, gates, merges of
+# stores from several machines).  kernel/target/suite/transport are always set; engine is the C/R
+# engine a suite ran on, consumer the kernel that restored what `kernel` checkpointed.
+AXES = ("kernel", "target", "suite", "transport", "engine", "consumer")
+OPTIONAL_AXES = ("engine", "consumer")
+
+
+@dataclass(frozen=True)
 class JobSpec:
-    """One matrix cell: kernel x target x suite (with a transport)."""
+    """One matrix cell, identified by its named axes (see AXES)."""
 
     kernel: str
     target: str
     suite: str
     transport: str = "console"
+    engine: str = ""  # "" when the suite uses no C/R engine
+    consumer: str = ""  # "" unless an image made on `kernel` is restored on this other kernel
+
+    @property
+    def axes(self) -> dict[str, str]:
+        """The key as an ordered mapping; optional axes appear only when set."""
+        return {axis: getattr(self, axis) for axis in AXES
+                if axis not in OPTIONAL_AXES or getattr(self, axis)}
+
+    @property
+    def key(self) -> str:
+        """Canonical text of the result key: equal across runs for the same cell."""
+        return json.dumps(self.axes, sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_axes(cls, axes: dict[str, str]) -> JobSpec:
+        return cls(**{axis: axes[axis] for axis in AXES if axis in axes})
 
     @property
     def job_id(self) -> str:
-        return f"{self.kernel}/{self.target}/{self.suite}"
+        """Unique within a run, for people: kernel[>consumer]/target/suite[@engine]."""
+        kernel = f"{self.kernel}>{self.consumer}" if self.consumer else self.kernel
+        suite = f"{self.suite}@{self.engine}" if self.engine else self.suite
+        return f"{kernel}/{self.target}/{suite}"
 
     @property
     def dir_name(self) -> str:
-        return f"{self.kernel}__{self.target}__{self.suite}"
+        parts = [self.kernel, self.target, self.suite]
+        if self.engine:
+            parts.append(self.engine)
+        if self.consumer:
+            parts.append(f"to-{self.consumer}")
+        return "__".join(parts)
 
 
 @dataclass
@@ -82,6 +115,7 @@ class JobResult:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["job_id"] = self.spec.job_id
+        data["key"] = self.spec.axes
         data["status"] = self.status.value
         data["failure"] = self.failure.value
         for test in data["tests"]:
@@ -90,7 +124,7 @@ class JobResult:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobResult:
-        spec = JobSpec(**data["spec"])
+        spec = JobSpec.from_axes(data["spec"])
         tests = [
             TestResult(name=t["name"], status=Status(t["status"]), message=t.get("message", ""),
                        number=t.get("number"))
