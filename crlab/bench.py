@@ -14,16 +14,18 @@ import pexpect
 
 from crlab.cache import Cache
 from crlab.config import MatrixConfig
-from crlab.guest.qemu import PROMPT, MachineConfig, QemuMachine, qemu_version
+from crlab.guest import lifecycle
+from crlab.guest.lifecycle import GuestSpec
+from crlab.guest.qemu import PROMPT, qemu_version
 from crlab.paths import DEFAULT_RESULTS_DIR
 from crlab.rootfs import build_rootfs, job_initrd
 from crlab.session import prepare_kernel
 
 
 def bare_boot(binary: str, machine: str, cpu: str, console: str, kernel: Path, initrd: Path,
-              extra: tuple[str, ...], timeout: float = 300) -> float:
+              extra: tuple[str, ...], timeout: float = 300, memory_mb: int = 512) -> float:
     """The baseline: QEMU started by hand, wait for the prompt, kill it."""
-    args = ["-M", machine, "-cpu", cpu, "-m", "512", "-nographic", "-no-reboot", "-nic", "none",
+    args = ["-M", machine, "-cpu", cpu, "-m", str(memory_mb), "-nographic", "-no-reboot", "-nic", "none",
             "-kernel", str(kernel), "-initrd", str(initrd), "-append", f"console={console} panic=-1", *extra]
     start = time.monotonic()
     child = pexpect.spawn(binary, args, encoding="utf-8", codec_errors="replace", timeout=timeout)
@@ -35,13 +37,10 @@ def bare_boot(binary: str, machine: str, cpu: str, console: str, kernel: Path, i
         child.close(force=True)
 
 
-def crlab_boot(cfg: MachineConfig) -> float:
-    machine = QemuMachine(cfg)
-    try:
-        machine.start()
-        return machine.wait_for_boot().seconds_to_prompt
-    finally:
-        machine.kill()
+def crlab_boot(spec: GuestSpec) -> float:
+    """Boot through crlab's guest lifecycle (the same path a job takes), to the console shell."""
+    with lifecycle.guest(spec) as guest:
+        return guest.boot.seconds_to_prompt
 
 
 def bench_boot(matrix: MatrixConfig, targets: list[str], rounds: int = 3) -> int:
@@ -55,19 +54,21 @@ def bench_boot(matrix: MatrixConfig, targets: list[str], rounds: int = 3) -> int
             workdir = Path(tmp)
             built = prepare_kernel(matrix.kernels[kernel_name], profile, cache, workdir, on_stage=lambda s: None)
             rootfs = build_rootfs(profile, None, cache, with_ssh=False)
-            initrd = job_initrd(rootfs, None, workdir)
+            initrd = job_initrd(rootfs, None, workdir)  # the bare side's copy; crlab makes its own per boot
+            boot_timeout = profile.effective_boot_timeout(matrix.options.boot_timeout)
             ours: list[float] = []
             bare: list[float] = []
             for index in range(rounds):
-                job_dir = workdir / f"round{index}"
-                cfg = MachineConfig(profile, built.image, initrd, job_dir, ssh_port=None)
+                spec = GuestSpec(profile=profile, image=built.image, rootfs=rootfs, job_dir=workdir / f"round{index}",
+                                 name=f"bench/{target}", boot_timeout=boot_timeout)
                 # alternate the order so that neither side always runs on a warmer machine
                 for side in ("crlab", "bare") if index % 2 == 0 else ("bare", "crlab"):
                     if side == "crlab":
-                        ours.append(crlab_boot(cfg))
+                        ours.append(crlab_boot(spec))
                     else:
                         bare.append(bare_boot(profile.qemu_binary, profile.machine, profile.cpu, profile.console,
-                                              built.image, initrd, profile.qemu_extra_args))
+                                              built.image, initrd, profile.qemu_extra_args,
+                                              timeout=boot_timeout, memory_mb=profile.memory_mb))
         ours_median, bare_median = statistics.median(ours), statistics.median(bare)
         ratio = ours_median / bare_median
         build_s = built.metadata.get("build_s", "?")

@@ -21,6 +21,7 @@ from rich.console import Console
 from crlab import hostenv
 from crlab.cache import Cache
 from crlab.config import ConfigError, MatrixConfig, load_config
+from crlab.errors import UserError
 from crlab.model import EXIT_FAIL, EXIT_INCOMPLETE, EXIT_PASS
 from crlab.paths import DEFAULT_CONFIG, REPO_ROOT
 
@@ -35,8 +36,7 @@ def _load(path: Path) -> MatrixConfig | None:
         print(str(exc), file=sys.stderr)
         return None
     except OSError as exc:
-        console.print(f"[red]cannot read configuration[/]: {exc}", highlight=False)
-        return None
+        raise UserError(f"cannot read configuration {path}: {exc.strerror or exc}") from exc
 
 
 def _debian_sources(cfg: MatrixConfig) -> list[str]:
@@ -106,7 +106,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         run = store.create_run(cfg.path, cfg.digest, specs, host_info())
     run.mark_running()
     progress = make_progress(plain=args.plain or None)
-    orchestrator = Orchestrator(cfg, run, progress, Cache())
+    orchestrator = Orchestrator(cfg, run, progress, Cache(), retry_test_failures=args.retry_failures)
     previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     interrupted = False
     try:
@@ -193,28 +193,31 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_shell(args: argparse.Namespace) -> int:
-    from crlab.guest.qemu import BootFailure
+    from crlab.guest.lifecycle import GuestFailure
+    from crlab.kernel import KernelStageError
     from crlab.session import boot_cell
 
     cfg = _load(Path(args.config))
     if cfg is None:
         return EXIT_INCOMPLETE
     if args.kernel not in cfg.kernels or args.target not in cfg.targets:
-        console.print(f"[red]no such cell[/]: kernels {list(cfg.kernels)}, targets {list(cfg.targets)}")
-        return EXIT_INCOMPLETE
+        raise UserError(f"no cell {args.kernel}/{args.target} in {args.config}: kernels "
+                        f"{', '.join(cfg.kernels)}; targets {', '.join(cfg.targets)}")
     if not ensure_host(cfg):
         return EXIT_INCOMPLETE
     console.print(f"building/booting {args.kernel} on {args.target} (Ctrl-] leaves the console)")
     try:
-        with boot_cell(cfg, args.kernel, args.target, log=lambda m: console.print(m)) as guest:
+        with boot_cell(cfg, args.kernel, args.target, log=lambda m: console.print(m)) as (guest, _):
             print(f"booted in {guest.boot.seconds_to_prompt:.1f} s; console log: {guest.machine.console_log}")
             assert guest.machine.child is not None
             guest.machine.child.logfile_read = None
             guest.machine.child.sendline("")
             guest.machine.child.interact()
-    except BootFailure as exc:
-        console.print(f"[red]boot failed[/] ({exc.failure.value}): {exc}", highlight=False)
-        return EXIT_FAIL
+    except GuestFailure as exc:
+        first = str(exc).splitlines()[0] if str(exc) else exc.failure.value
+        raise UserError(f"{args.kernel}/{args.target} did not start ({exc.failure.value}): {first}") from exc
+    except KernelStageError as exc:
+        raise UserError(f"{args.kernel}/{args.target}: {exc.stage} failed: {str(exc).splitlines()[0]}") from exc
     return EXIT_PASS
 
 
@@ -231,15 +234,23 @@ def cmd_selftest(args: argparse.Namespace) -> int:
     if not any(a.startswith("-n") for a in args.pytest_args):
         cmd += ["-n", "2", "--dist", "loadgroup"]
     console.print(f"crlab: {' '.join(cmd)}", highlight=False)
-    return subprocess.run(cmd, cwd=REPO_ROOT).returncode
+    code = subprocess.run(cmd, cwd=REPO_ROOT).returncode
+    return EXIT_INCOMPLETE if code == 4 else code  # 4: pytest's usage error, i.e. bad arguments
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.what == "build":
+        from crlab.buildbench import main as bench_build
+
+        return bench_build([*(["--target", args.targets[0]] if args.targets else [])])
     from crlab.bench import bench_boot
 
     cfg = _load(Path(args.config))
     if cfg is None:
         return EXIT_INCOMPLETE
+    unknown = [t for t in (args.targets or []) if t not in cfg.targets]
+    if unknown:
+        raise UserError(f"unknown target(s) {', '.join(unknown)}; {args.config} has {', '.join(cfg.targets)}")
     if not ensure_host(cfg):
         return EXIT_INCOMPLETE
     return bench_boot(cfg, args.targets or list(cfg.targets), rounds=args.rounds)
@@ -270,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--jobs", "-j", type=int, help="guests at once (overrides options.jobs)")
     run.add_argument("--results", help="results directory (overrides options.results_dir)")
     run.add_argument("--transport", choices=["console", "ssh"], help="run every suite over this transport")
+    run.add_argument("--retry-failures", action="store_true",
+                     help="also retry jobs whose tests failed (a pass on retry is reported as flaky)")
     run.add_argument("--plain", action="store_true", help="one line per event instead of a live table")
     run.add_argument("--no-install", action="store_true", help="never run apt-get; fail if packages are missing")
     run.set_defaults(func=cmd_run)
@@ -293,8 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
     selftest.add_argument("pytest_args", nargs=argparse.REMAINDER)
     selftest.set_defaults(func=cmd_selftest)
 
-    bench = sub.add_parser("bench", help="benchmarks: `bench boot` times boot-to-prompt vs bare QEMU")
-    bench.add_argument("what", choices=["boot"])
+    bench = sub.add_parser("bench", help="benchmarks: `bench boot` (boot-to-prompt vs bare QEMU), "
+                           "`bench build` (kernel build vs plain make)")
+    bench.add_argument("what", choices=["boot", "build"])
     bench.add_argument("--config", default=str(REPO_ROOT / "configs" / "targets.yaml"))
     bench.add_argument("--targets", nargs="*")
     bench.add_argument("--rounds", type=int, default=3)
@@ -309,8 +323,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from crlab.results import RunNotFound
+
     try:
         return int(args.func(args))
+    except (UserError, RunNotFound) as exc:
+        message = str(exc.args[0]) if isinstance(exc, RunNotFound) and exc.args else str(exc)
+        console.print(f"harness.py {args.command}: [red]error[/]: {message}", highlight=False, soft_wrap=True)
+        return EXIT_INCOMPLETE
     except KeyboardInterrupt:
         return EXIT_INCOMPLETE
     except BrokenPipeError:  # e.g. `harness.py plan | head`

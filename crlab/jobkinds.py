@@ -1,9 +1,128 @@
-"""What a job does, behind one small interface (filled in by the orchestrator work)."""
+"""What a job does, behind one small interface.
+
+The orchestrator schedules, retries and records; a job kind is handed a `JobContext` that can
+build kernels, pack the rootfs and boot guests (any number, of any of the run's kernels, one
+after another) and returns a `KindOutcome`.  The first kind, "tap", boots once, runs the suite's
+command and parses the TAP it prints.  Kinds that checkpoint on one kernel and restore on another
+boot two guests in sequence and record image artefacts with `ctx.artifact()`.
+"""
 
 from __future__ import annotations
 
-KIND_NAMES: tuple[str, ...] = ("tap",)
+import contextlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from crlab.guest.lifecycle import Guest, GuestFailure
+from crlab.guest.shell import GuestError
+from crlab.model import FailureClass, Status, TestResult
+from crlab.rootfs import GUEST_SUITES_DIR
+from crlab.tap import parse_tap, summarize_tap
+
+
+@dataclass
+class KindOutcome:
+    status: Status
+    failure: FailureClass = FailureClass.NONE
+    stage: str = "collect"
+    message: str = ""
+    tests: list[TestResult] = field(default_factory=list)
+
+
+class JobContext(Protocol):
+    """What a job kind may use; the orchestrator provides it (crlab.orchestrator.Job)."""
+
+    @property
+    def job_id(self) -> str: ...
+
+    @property
+    def job_dir(self) -> Path: ...
+
+    @property
+    def timings(self) -> dict[str, float]: ...
+
+    @property
+    def info(self) -> dict[str, object]: ...
+
+    def stage(self, name: str, detail: str = "") -> None: ...
+
+    def boot(self, kernel: str | None = None, label: str = "") -> contextlib.AbstractContextManager[Guest]:
+        """A booted guest of `kernel` (default: the job's kernel) on the job's target and transport.
+        `label` names a second or later guest of the same job; its logs go to job_dir/label/."""
+        ...
+
+    def guest_env(self, guest: Guest) -> dict[str, str]: ...
+
+    def artifact(self, name: str, path: Path) -> None:
+        """Record a file under the job directory as an artefact of the result."""
+        ...
+
+    @property
+    def command(self) -> str: ...
+
+    @property
+    def suite_dir_in_guest(self) -> str: ...
+
+    @property
+    def run_timeout(self) -> float: ...
+
+
+class JobKind(Protocol):
+    name: str
+
+    def run(self, ctx: JobContext) -> KindOutcome: ...
+
+
+class TapSuite:
+    """Boot once, run the suite's command, parse the TAP it prints."""
+
+    name = "tap"
+
+    def run(self, ctx: JobContext) -> KindOutcome:
+        with ctx.boot() as guest:
+            ctx.stage("run", guest.spec.transport)
+            started = time.monotonic()
+            try:
+                output = guest.shell.run(ctx.command, timeout=ctx.run_timeout, env=ctx.guest_env(guest),
+                                         cwd=ctx.suite_dir_in_guest)
+            except GuestError as exc:
+                partial = getattr(exc, "partial", "")
+                if partial:
+                    (ctx.job_dir / "suite.log").write_text(partial)
+                raise
+            ctx.timings["run_s"] = round(time.monotonic() - started, 2)
+            (ctx.job_dir / "suite.log").write_text(output.output)
+            ctx.stage("collect")
+            with contextlib.suppress(GuestError):
+                (ctx.job_dir / "dmesg.log").write_text(guest.shell.run("dmesg", timeout=60).output)
+            report = parse_tap(output.output)
+            status, message = summarize_tap(report)
+            failure = {Status.PASS: FailureClass.NONE, Status.SKIP: FailureClass.NONE,
+                       Status.FAIL: FailureClass.TEST}.get(status, FailureClass.INFRA)
+            if output.exit_status != 0 and status == Status.PASS:
+                status, failure = Status.FAIL, FailureClass.TEST
+                message = f"suite command exited {output.exit_status}"
+            oops = guest.kernel_oops()
+            if oops:
+                status, failure = Status.FAIL, FailureClass.KERNEL_OOPS
+                message = f"kernel reported {oops!r}; " + message
+            return KindOutcome(status, failure, "run" if status != Status.PASS else "collect", message,
+                               report.tests)
+
+
+KINDS: dict[str, JobKind] = {kind.name: kind for kind in (TapSuite(),)}
+KIND_NAMES: tuple[str, ...] = tuple(KINDS)
 
 
 def kind_names() -> tuple[str, ...]:
-    return KIND_NAMES
+    return tuple(KINDS)
+
+
+def get_kind(name: str) -> JobKind:
+    return KINDS[name]
+
+
+__all__ = ["GuestFailure", "JobContext", "JobKind", "KindOutcome", "KINDS", "TapSuite", "get_kind", "kind_names",
+           "GUEST_SUITES_DIR"]

@@ -1,10 +1,11 @@
-"""Walks each job through its stages and records what happened.
+"""Schedules jobs, retries the ones the infrastructure let down, and records every result.
 
 source -> patch -> configure -> build -> rootfs -> boot -> run -> collect
 
-Every stage before boot is a cached function of its inputs (crlab.kernel, crlab.rootfs); boot, run
-and collect happen per job, in the job's own directory.  A failure is classified and recorded, and
-the run goes on with the next job.
+Stages up to rootfs are cached functions of their inputs (crlab.kernel, crlab.rootfs); what a
+job does once it can boot guests is its job kind's business (crlab.jobkinds), and how a guest
+lives and fails is crlab.guest.lifecycle's.  A failure is classified and recorded, and the run
+goes on with the next job.
 """
 
 from __future__ import annotations
@@ -15,60 +16,173 @@ import subprocess
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
 
 from crlab import kernel as kstages
 from crlab.cache import Cache
-from crlab.config import KernelTree, MatrixConfig, SuiteConfig
-from crlab.guest.ports import reserve_port
-from crlab.guest.qemu import PANIC, BootFailure, QemuMachine, find_oops, qemu_version
-from crlab.guest.shell import CommandTimeout, GuestError, GuestGone, Shell, TransportError
-from crlab.guest.ssh import generate_client_key, public_line
-from crlab.model import FailureClass, JobResult, JobSpec, Status, TestResult
+from crlab.config import MatrixConfig
+from crlab.guest import lifecycle
+from crlab.guest.lifecycle import Guest, GuestFailure, GuestSpec
+from crlab.guest.qemu import qemu_version
+from crlab.guest.ssh import generate_client_key
+from crlab.jobkinds import JobKind, KindOutcome, get_kind
+from crlab.model import FailureClass, JobResult, JobSpec, Status
 from crlab.progress import Progress
 from crlab.results import Run
-from crlab.rootfs import GUEST_SUITES_DIR, Rootfs, build_rootfs, job_initrd
-from crlab.session import machine_config, open_shell, prepare_kernel
-from crlab.tap import parse_tap, summarize_tap
-from crlab.targets import TargetProfile
+from crlab.rootfs import GUEST_SUITES_DIR, Rootfs, build_rootfs
+from crlab.session import prepare_kernel
 from crlab.userland import UserlandError
 
-# failures worth another attempt (flakes); a build or config failure is deterministic
-RETRYABLE = {FailureClass.BOOT_HANG, FailureClass.QEMU_EXIT, FailureClass.TIMEOUT, FailureClass.TRANSPORT,
-             FailureClass.TEST, FailureClass.INFRA}
+# Failures of the infrastructure, worth another attempt.  A test that reports FAIL is retried only
+# when the run asks for it (retry_test_failures), and a pass on a later attempt is always "flaky".
+INFRA_RETRYABLE = frozenset({FailureClass.BOOT_HANG, FailureClass.QEMU_EXIT, FailureClass.TIMEOUT,
+                             FailureClass.TRANSPORT})
+TEST_RETRYABLE = frozenset({FailureClass.TEST})
 
-
-StageFn = Callable[..., None]  # stage(name, detail="") marks a job's progress
+LOGS_PER_ATTEMPT = ("console.log", "qemu.stderr", "suite.log")
 
 
 class Interrupted(Exception):
     pass
 
 
-@dataclass
-class GuestOutcome:
-    status: Status
-    failure: FailureClass
-    stage: str
-    message: str
-    tests: list[TestResult]
-    timings: dict[str, float]
-    info: dict[str, object]
+class Job:
+    """One job as its kind sees it (crlab.jobkinds.JobContext): build, boot, record."""
+
+    def __init__(self, orchestrator: Orchestrator, spec: JobSpec, result: JobResult, job_dir: Path) -> None:
+        self._orc = orchestrator
+        self.spec = spec
+        self.result = result
+        self._job_dir = job_dir
+        self.cfg = orchestrator.cfg
+        self.profile = self.cfg.targets[spec.target]
+        self.suite = self.cfg.suites[spec.suite]
+        self.attempt = 1
+        self._kernels: dict[str, kstages.BuiltKernel] = {}
+        self._rootfs: Rootfs | None = None
+
+    # --- JobContext
+    @property
+    def job_id(self) -> str:
+        return self.spec.job_id
+
+    @property
+    def job_dir(self) -> Path:
+        return self._job_dir
+
+    @property
+    def timings(self) -> dict[str, float]:
+        return self.result.timings
+
+    @property
+    def info(self) -> dict[str, object]:
+        return self.result.info
+
+    @property
+    def command(self) -> str:
+        return self.suite.command
+
+    @property
+    def suite_dir_in_guest(self) -> str:
+        return f"{GUEST_SUITES_DIR}/{self.suite.suite}"
+
+    @property
+    def run_timeout(self) -> float:
+        return float(min(self.suite.timeout, self.cfg.options.run_timeout))
+
+    def stage(self, name: str, detail: str = "") -> None:
+        if self._orc.stop.is_set():
+            raise Interrupted()
+        self.result.stage = name
+        self._orc.progress.stage(self.spec.job_id, name, detail)
+
+    def artifact(self, name: str, path: Path) -> None:
+        self.result.artifacts[name] = str(path.relative_to(self._job_dir))
+
+    def kernel(self, name: str | None = None) -> kstages.BuiltKernel:
+        """The built kernel `name` (default: the job's) for the job's target, built when missing."""
+        name = name or self.spec.kernel
+        if name in self._kernels:
+            return self._kernels[name]
+        primary = name == self.spec.kernel
+        log_dir = self._job_dir if primary else self._job_dir / name
+        log_dir.mkdir(parents=True, exist_ok=True)
+        t0 = time.monotonic()
+        built = prepare_kernel(self.cfg.kernels[name], self.profile, self._orc.cache, log_dir,
+                               on_stage=lambda s: self.stage(s, "" if primary else name),
+                               build_timeout=self.cfg.options.build_timeout)
+        if built.cached:  # the job dir still gets the log of the build it used
+            shutil.copy2(built.build_log, log_dir / "build.log")
+        shutil.copy2(built.config, log_dir / "kernel.config")
+        shutil.copy2(built.dir / "metadata.json", log_dir / "kernel-metadata.json")
+        facts = {"kernel_key": built.key, "kernel_cached": built.cached, "kernel_release": built.release,
+                 "uts_version": built.uts_version, "toolchain": built.metadata.get("toolchain"),
+                 "image_sha256": built.metadata.get("image_sha256"),
+                 "build_warnings": len(built.metadata.get("warnings", []))}  # type: ignore[arg-type]
+        if primary:
+            self.result.timings["build_s"] = float(built.metadata.get("build_s", 0.0))  # type: ignore[arg-type]
+            self.result.timings["kernel_stage_s"] = round(time.monotonic() - t0, 2)
+            self.result.info.update(facts)
+        else:
+            self.result.info.setdefault("kernels", {})[name] = facts
+        self._kernels[name] = built
+        return built
+
+    def rootfs(self) -> Rootfs:
+        if self._rootfs is None:
+            self.stage("rootfs")
+            self._rootfs = build_rootfs(self.profile, self.suite, self._orc.cache,
+                                        with_ssh=self.spec.transport == "ssh")
+            self.result.info["rootfs"] = {"key": self._rootfs.key, "cached": self._rootfs.cached}
+        return self._rootfs
+
+    @contextlib.contextmanager
+    def boot(self, kernel: str | None = None, label: str = "") -> Iterator[Guest]:
+        built = self.kernel(kernel)
+        rootfs = self.rootfs()
+        guest_dir = self._job_dir / label if label else self._job_dir
+        if self.attempt > 1:  # keep the earlier attempt's logs beside the new ones
+            for name in LOGS_PER_ATTEMPT:
+                if (guest_dir / name).exists():
+                    (guest_dir / name).rename(guest_dir / f"{name}.attempt{self.attempt - 1}")
+        use_ssh = self.spec.transport == "ssh"
+        spec = GuestSpec(
+            profile=self.profile, image=built.image, rootfs=rootfs, job_dir=guest_dir,
+            name=self.spec.job_id + (f" ({label})" if label else ""), transport=self.spec.transport,
+            boot_timeout=self.profile.effective_boot_timeout(self.cfg.options.boot_timeout),
+            ssh_key=self._orc.ssh_key() if use_ssh else None, port_dir=self._orc.cache.root / "ports")
+        detail = " ".join(filter(None, [kernel if kernel and kernel != self.spec.kernel else "",
+                                        f"attempt {self.attempt}" if self.attempt > 1 else ""]))
+        prefix = f"{label}_" if label else ""
+        info: dict[str, object] = {}
+        try:
+            with lifecycle.guest(spec, on_boot=lambda: self.stage("boot", detail), info=info) as guest:
+                self.result.timings[f"{prefix}boot_s"] = round(guest.boot.seconds_to_prompt, 2)
+                yield guest
+        finally:
+            for key, value in info.items():
+                self.result.info[f"{prefix}{key}"] = value
+
+    def guest_env(self, guest: Guest) -> dict[str, str]:
+        built = self.kernel(self.spec.kernel)
+        return {"CRLAB_EXPECT_RELEASE": built.release, "CRLAB_EXPECT_VERSION": built.uts_version,
+                "CRLAB_EXPECT_MACHINE": self.profile.uname_machine, "CRLAB_TARGET": self.profile.name,
+                "CRLAB_JOB": self.spec.job_id}
 
 
 class Orchestrator:
-    def __init__(self, cfg: MatrixConfig, run: Run, progress: Progress, cache: Cache | None = None) -> None:
+    def __init__(self, cfg: MatrixConfig, run: Run, progress: Progress, cache: Cache | None = None,
+                 retry_test_failures: bool = False) -> None:
         self.cfg = cfg
         self.run = run
         self.progress = progress
         self.cache = cache or Cache()
         self.stop = threading.Event()
-        self._machines: set[QemuMachine] = set()
+        self.retryable = INFRA_RETRYABLE | (TEST_RETRYABLE if retry_test_failures else frozenset())
         self._lock = threading.Lock()
         self._ssh_key: paramiko.PKey | None = None
 
@@ -119,10 +233,7 @@ class Orchestrator:
     def interrupt(self) -> None:
         """Stop: kill every guest and build so that the workers return quickly."""
         self.stop.set()
-        with self._lock:
-            machines = list(self._machines)
-        for machine in machines:
-            machine.kill()
+        lifecycle.kill_all()
         kstages.terminate_running()
 
     def _interrupted(self, spec: JobSpec) -> JobResult:
@@ -136,36 +247,27 @@ class Orchestrator:
         started = time.monotonic()
         job_dir = self.run.job_dir(spec)
         result = JobResult(spec)
-        kernel = self.cfg.kernels[spec.kernel]
         profile = self.cfg.targets[spec.target]
         suite = self.cfg.suites[spec.suite]
         result.info.update({"transport": spec.transport, "cpu": profile.cpu, "machine": profile.machine,
-                            "qemu": qemu_version(profile.qemu_binary)})
-
-        def stage(name: str, detail: str = "") -> None:
-            if self.stop.is_set():
-                raise Interrupted()
-            result.stage = name
-            self.progress.stage(spec.job_id, name, detail)
-
+                            "smp": profile.smp, "qemu": qemu_version(profile.qemu_binary)})
+        job = Job(self, spec, result, job_dir)
         try:
-            built = self._kernel_stages(kernel, profile, job_dir, result, stage)
-            stage("rootfs")
-            rootfs = build_rootfs(profile, suite, self.cache, with_ssh=spec.transport == "ssh")
-            result.info["rootfs"] = {"key": rootfs.key, "cached": rootfs.cached}
+            kind = get_kind(getattr(suite, "kind", "tap"))
+            job.kernel()  # deterministic stages first: a build failure is never retried
+            job.rootfs()
             for attempt in range(1, self.cfg.options.retries + 2):
-                result.attempts = attempt
-                outcome = self._boot_and_run(spec, profile, suite, built, rootfs, job_dir, stage, attempt)
+                job.attempt = result.attempts = attempt
+                outcome = self._attempt(kind, job)
                 result.status, result.failure, result.stage = outcome.status, outcome.failure, outcome.stage
                 result.message, result.tests = outcome.message, outcome.tests
-                result.timings.update(outcome.timings)
-                result.info.update(outcome.info)
-                if outcome.status == Status.PASS or outcome.failure not in RETRYABLE or self.stop.is_set():
+                if outcome.status == Status.PASS or outcome.failure not in self.retryable or self.stop.is_set():
                     break
                 history = result.info.setdefault("earlier_attempts", [])
                 assert isinstance(history, list)
                 history.append({"attempt": attempt, "status": outcome.status.value,
-                                "failure": outcome.failure.value, "message": outcome.message})
+                                "failure": outcome.failure.value, "message": outcome.message,
+                                "tests": {t.name: t.status.value for t in outcome.tests}})
                 self.progress.note(f"{spec.job_id}: attempt {attempt} {outcome.status.value} "
                                    f"({outcome.failure.value}); retrying")
             if result.attempts > 1 and result.status == Status.PASS:
@@ -191,106 +293,19 @@ class Orchestrator:
             result.message = f"{type(exc).__name__}: {exc}"
             (job_dir / "crlab-error.txt").write_text(traceback.format_exc())
         result.timings["total_s"] = round(time.monotonic() - started, 2)
-        result.artifacts = {p.name: p.name for p in sorted(job_dir.iterdir()) if p.is_file()}
+        for path in sorted(job_dir.iterdir()):
+            if path.is_file():
+                result.artifacts.setdefault(path.name, path.name)
         self.run.record(result)
         self.progress.done(result)
         return result
 
-    def _kernel_stages(self, kernel: KernelTree, profile: TargetProfile, job_dir: Path, result: JobResult,
-                       stage: StageFn) -> kstages.BuiltKernel:
-        t0 = time.monotonic()
-        built = prepare_kernel(kernel, profile, self.cache, job_dir, on_stage=lambda s: stage(s),
-                               build_timeout=self.cfg.options.build_timeout)
-        result.timings["build_s"] = float(built.metadata.get("build_s", 0.0))  # type: ignore[arg-type]
-        result.timings["kernel_stage_s"] = round(time.monotonic() - t0, 2)
-        result.info.update({"kernel_key": built.key, "kernel_cached": built.cached,
-                            "kernel_release": built.release, "uts_version": built.uts_version,
-                            "toolchain": built.metadata.get("toolchain"),
-                            "build_warnings": len(built.metadata.get("warnings", []))})  # type: ignore[arg-type]
-        if built.cached:  # the job dir still gets the logs of the build it used
-            shutil.copy2(built.build_log, job_dir / "build.log")
-        shutil.copy2(built.config, job_dir / "kernel.config")
-        shutil.copy2(built.dir / "metadata.json", job_dir / "kernel-metadata.json")
-        return built
-
-    def _boot_and_run(self, spec: JobSpec, profile: TargetProfile, suite: SuiteConfig,
-                      built: kstages.BuiltKernel, rootfs: Rootfs, job_dir: Path, stage: StageFn,
-                      attempt: int) -> GuestOutcome:
-        use_ssh = spec.transport == "ssh"
-        timings: dict[str, float] = {}
-        info: dict[str, object] = {}
-        if attempt > 1:  # keep the earlier attempt's console
-            for name in ("console.log", "qemu.stderr"):
-                if (job_dir / name).exists():
-                    (job_dir / name).rename(job_dir / f"{name}.attempt{attempt - 1}")
-        key = self.ssh_key() if use_ssh else None
-        initrd = job_initrd(rootfs, public_line(key) if key else None, job_dir)
-        reservation = reserve_port(self.cache.root / "ports") if use_ssh else None
-        boot_timeout = profile.effective_boot_timeout(self.cfg.options.boot_timeout)
-        machine = QemuMachine(machine_config(profile, built.image, initrd, job_dir, boot_timeout,
-                                             ssh_port=reservation.port if reservation else None))
-        with self._lock:
-            self._machines.add(machine)
-        shell: Shell | None = None
+    @staticmethod
+    def _attempt(kind: JobKind, job: Job) -> KindOutcome:
         try:
-            stage("boot", f"attempt {attempt}" if attempt > 1 else "")
-            machine.start()
-            info["qemu_command"] = " ".join(machine.command)
-            try:
-                boot = machine.wait_for_boot()
-            except BootFailure as exc:
-                empty = not machine.read_console_log().strip()
-                status = Status.INCOMPLETE if exc.failure == FailureClass.QEMU_EXIT and empty else Status.FAIL
-                return GuestOutcome(status, exc.failure, "boot", str(exc), [], timings, info)
-            timings["boot_s"] = round(boot.seconds_to_prompt, 2)
-            stage("run", spec.transport)
-            shell = open_shell(machine, boot, spec.transport, spec.job_id, key,
-                               reservation.port if reservation else None)
-            env = {"CRLAB_EXPECT_RELEASE": built.release, "CRLAB_EXPECT_VERSION": built.uts_version,
-                   "CRLAB_EXPECT_MACHINE": profile.uname_machine, "CRLAB_TARGET": profile.name,
-                   "CRLAB_JOB": spec.job_id}
-            t0 = time.monotonic()
-            timeout = min(suite.timeout, self.cfg.options.run_timeout)
-            output = shell.run(suite.command, timeout=timeout, env=env, cwd=f"{GUEST_SUITES_DIR}/{suite.suite}")
-            timings["run_s"] = round(time.monotonic() - t0, 2)
-            (job_dir / "suite.log").write_text(output.output)
-            stage("collect")
-            with contextlib.suppress(GuestError):
-                (job_dir / "dmesg.log").write_text(shell.run("dmesg", timeout=60).output)
-            report = parse_tap(output.output)
-            status, message = summarize_tap(report)
-            failure = {Status.PASS: FailureClass.NONE, Status.SKIP: FailureClass.NONE,
-                       Status.FAIL: FailureClass.TEST}.get(status, FailureClass.INFRA)
-            if output.exit_status != 0 and status == Status.PASS:
-                status, failure = Status.FAIL, FailureClass.TEST
-                message = f"suite command exited {output.exit_status}"
-            oops = find_oops(machine.read_console_log())
-            if oops:
-                status, failure = Status.FAIL, FailureClass.KERNEL_OOPS
-                message = f"kernel reported {oops!r}; " + message
-            return GuestOutcome(status, failure, "run" if status != Status.PASS else "collect", message,
-                                report.tests, timings, info)
-        except TransportError as exc:
-            return GuestOutcome(Status.INCOMPLETE, FailureClass.TRANSPORT, "run", str(exc), [], timings, info)
-        except CommandTimeout as exc:
-            (job_dir / "suite.log").write_text(exc.partial)
-            return GuestOutcome(Status.FAIL, FailureClass.TIMEOUT, "run", f"{spec.job_id}: {exc}", [], timings,
-                                info)
-        except GuestGone as exc:
-            panicked = PANIC.search(machine.read_console_log()) is not None
-            return GuestOutcome(Status.FAIL if panicked else Status.INCOMPLETE,
-                                FailureClass.GUEST_PANIC if panicked else FailureClass.QEMU_EXIT, "run",
-                                str(exc), [], timings, info)
-        finally:
-            if shell is not None:
-                shell.close()
-            info["clean_shutdown"] = machine.shutdown()
-            with self._lock:
-                self._machines.discard(machine)
-            if reservation is not None:
-                reservation.release()
-            with contextlib.suppress(OSError):
-                initrd.unlink()  # a copy of the cached rootfs plus the key; the cache has the rest
+            return kind.run(job)
+        except GuestFailure as failure:
+            return KindOutcome(failure.status, failure.failure, failure.stage, failure.message)
 
 
 def host_info() -> dict[str, str]:

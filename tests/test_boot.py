@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from crlab.config import MatrixConfig
+from crlab.guest.lifecycle import GuestFailure
 from crlab.guest.shell import CommandTimeout, GuestGone, TransportError
+from crlab.model import FailureClass, Status
 from crlab.session import boot_cell
 from tests.conftest import TARGETS, require_qemu
 
@@ -37,11 +39,11 @@ def _roundtrip_file(guest_shell: object, tmp_path: Path) -> None:
 def test_boot_and_run_a_command(matrix: MatrixConfig, target: str, transport: str, tmp_path: Path) -> None:
     profile = matrix.targets[target]
     require_qemu(profile.qemu_binary)
-    with boot_cell(matrix, "linux-6.1", target, transport=transport, job_dir=tmp_path / "job") as guest:
+    with boot_cell(matrix, "linux-6.1", target, transport=transport, job_dir=tmp_path / "job") as (guest, built):
         assert guest.boot.seconds_to_prompt > 0
         uname = guest.shell.run("uname -r; uname -m")
         assert uname.exit_status == 0
-        assert uname.output.split() == [guest.kernel.release, profile.uname_machine]
+        assert uname.output.split() == [built.release, profile.uname_machine]
         failing = guest.shell.run("echo to-stdout; echo to-stderr >&2; exit 3")
         assert failing.exit_status == 3
         assert "to-stdout" in failing.output and "to-stderr" in failing.output
@@ -51,18 +53,20 @@ def test_boot_and_run_a_command(matrix: MatrixConfig, target: str, transport: st
 
 def test_ssh_without_guest_network_is_a_clear_error(matrix: MatrixConfig, tmp_path: Path) -> None:
     require_qemu("qemu-system-x86_64")
-    with pytest.raises(TransportError) as info:
+    with pytest.raises(GuestFailure) as info:
         with boot_cell(matrix, "linux-6.1", "x86_64", transport="ssh", network=False, job_dir=tmp_path / "job"):
             pass
     message = str(info.value)
     assert "linux-6.1/x86_64" in message and "did not answer" in message
+    assert (info.value.status, info.value.failure) == (Status.INCOMPLETE, FailureClass.TRANSPORT)
+    assert isinstance(info.value.__cause__, TransportError)
 
 
 @pytest.mark.parametrize("transport", ["console", "ssh"])
 def test_a_stuck_command_times_out_and_the_shell_still_works(matrix: MatrixConfig, transport: str,
                                                               tmp_path: Path) -> None:
     require_qemu("qemu-system-x86_64")
-    with boot_cell(matrix, "linux-6.1", "x86_64", transport=transport, job_dir=tmp_path / "job") as guest:
+    with boot_cell(matrix, "linux-6.1", "x86_64", transport=transport, job_dir=tmp_path / "job") as (guest, _):
         with pytest.raises(CommandTimeout):
             guest.shell.run("echo started; sleep 600", timeout=3)
         after = guest.shell.run("echo still-here")
@@ -71,7 +75,7 @@ def test_a_stuck_command_times_out_and_the_shell_still_works(matrix: MatrixConfi
 
 def test_init_exiting_panics_the_guest_and_the_shell_says_so(matrix: MatrixConfig, tmp_path: Path) -> None:
     require_qemu("qemu-system-x86_64")
-    with boot_cell(matrix, "linux-6.1", "x86_64", job_dir=tmp_path / "job") as guest:
+    with boot_cell(matrix, "linux-6.1", "x86_64", job_dir=tmp_path / "job") as (guest, _):
         assert guest.machine.child is not None
         guest.machine.child.sendline("exit")  # the console shell is PID 1: the kernel panics
         with pytest.raises(GuestGone, match="panicked"):

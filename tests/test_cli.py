@@ -42,3 +42,32 @@ def test_doctor_reports_on_the_targets_matrix() -> None:
     assert "present:" in proc.stdout
     if proc.returncode == 2:
         assert "apt-get" in proc.stdout and "missing:" in proc.stdout
+
+
+BAD_INPUTS = {
+    "run-missing-config": ["run", "no/such/config.yaml"],
+    "run-resume-unknown-run": ["run", "--resume", "20990101-000000-none", "--results", "{tmp}"],
+    "plan-missing-config": ["plan", "no/such/config.yaml"],
+    "doctor-missing-config": ["doctor", "no/such/config.yaml"],
+    "shell-unknown-kernel": ["shell", "linux-0.01", "x86_64"],
+    "shell-unknown-target": ["shell", "linux-6.1", "vax"],
+    "shell-missing-config": ["shell", "linux-6.1", "x86_64", "--config", "no/such/config.yaml"],
+    "bench-unknown-target": ["bench", "boot", "--targets", "vax"],
+    "bench-unknown-benchmark": ["bench", "everything"],
+    "report-unknown-run": ["report", "20990101-000000-none", "--results", "{tmp}"],
+    "report-no-runs": ["report", "--results", "{tmp}"],
+    "selftest-bad-pytest-option": ["selftest", "--no-such-pytest-option"],
+    "unknown-subcommand": ["frobnicate"],
+    "run-bad-transport": ["run", "--transport", "carrier-pigeon"],
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_exits_2_with_a_message_and_no_traceback(case: str, tmp_path: object) -> None:
+    args = [a.replace("{tmp}", str(tmp_path)) for a in BAD_INPUTS[case]]
+    proc = harness(*args)
+    assert proc.returncode == 2, (case, proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr
+    said = [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith("crlab:")]
+    assert said, f"{case}: nothing on stderr says what is wrong"
+    assert len(said) <= 3, f"{case}: a message, not a dump: {said}"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-import crlab.orchestrator as orchestrator
+import crlab.guest.lifecycle as lifecycle
 from crlab.config import load_config
 from crlab.guest.ports import PortReservation
 from crlab.model import FailureClass, Status
@@ -35,7 +35,7 @@ options: {jobs: 1, retries: 1}
     squatter.bind(("127.0.0.1", 0))
     squatter.listen()
     stolen = squatter.getsockname()[1]
-    real_reserve = orchestrator.reserve_port
+    real_reserve = lifecycle.reserve_port
     handed_out: list[int] = []
 
     def reserve(lock_dir: Path) -> PortReservation:
@@ -44,7 +44,7 @@ options: {jobs: 1, retries: 1}
         handed_out.append(reservation.port)
         return reservation
 
-    monkeypatch.setattr(orchestrator, "reserve_port", reserve)
+    monkeypatch.setattr(lifecycle, "reserve_port", reserve)
     try:
         store = ResultStore(tmp_path / "results")
         run = store.create_run(config, cfg.digest, cfg.jobs, {})
