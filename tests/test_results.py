@@ -21,7 +21,20 @@ from crlab.model import (
     Status,
 )
 from crlab.model import TestResult as TResult  # aliased so that pytest does not collect it
-from crlab.results import ResultStore, Run, RunNotFound, exit_code, print_summary, summary_table
+from crlab.results import (
+    DEFAULT_REPORTERS,
+    ReportError,
+    ResultStore,
+    Run,
+    RunInfo,
+    RunNotFound,
+    TerminalReporter,
+    exit_code,
+    print_summary,
+    status_counts,
+    summary_table,
+    verdict,
+)
 
 HOST = {"hostname": "builder", "cpus": 8}
 
@@ -111,11 +124,24 @@ def test_generic_artifacts_and_kernel_pairs(store: ResultStore) -> None:
     assert run.results() == [result]
 
 
-def test_duplicate_test_names_are_kept(store: ResultStore) -> None:
+def test_duplicate_test_names_are_refused(store: ResultStore) -> None:
+    # a test's name is its identity across runs: the store neither renames nor drops one
     run = store.create_run(Path("c.yaml"), "x", [spec()], HOST)
-    tests = [TResult("same", Status.PASS, number=1), TResult("same", Status.PASS, number=2)]
-    run.record(JobResult(spec=spec(), status=Status.PASS, tests=tests))
-    assert [t.name for t in run.results()[0].tests] == ["same", "same [#2]"]
+    first = JobResult(spec=spec(), status=Status.PASS, tests=[TResult("same", Status.PASS, number=1)])
+    run.record(first)
+    tests = [TResult("same", Status.PASS, number=1), TResult("same", Status.FAIL, number=2)]
+    with pytest.raises(ValueError, match="v6.6/x86_64/smoke: test name.*'same'"):
+        run.record(JobResult(spec=spec(), status=Status.FAIL, tests=tests))
+    assert run.results() == [first]
+
+
+def test_test_names_are_kept_as_given(store: ResultStore) -> None:
+    jobs = [spec(), spec(target="i386")]
+    run = store.create_run(Path("c.yaml"), "x", jobs, HOST)
+    names = ["ns_last_pid exists (2)", "a [#3]", "criu dump"]
+    for job in jobs:  # the same names in two jobs are two different tests
+        run.record(JobResult(spec=job, status=Status.PASS, tests=[TResult(n, Status.PASS) for n in names]))
+    assert [[t.name for t in r.tests] for r in run.results()] == [names, names]
 
 
 def test_resume(store: ResultStore) -> None:
@@ -283,18 +309,60 @@ def test_report_html(reported: tuple[ResultStore, Run, dict[str, Path]]) -> None
     assert 'class="grid"' in page
     for result in matrix_results():
         assert result.spec.job_id in page
-    # targets are columns, kernels are row groups
-    header = page[page.index('class="grid"'):page.index("</thead>")]
+    # targets are columns, a row per kernel; each cell lists its suites
+    grid = page[page.index('class="grid"'):page.index("</table>", page.index('class="grid"'))]
+    header = grid[:grid.index("</thead>")]
     assert [t for t in ("x86_64", "i386", "armv7", "ppc64") if f"<th>{t}</th>" in header] == [
         "x86_64", "i386", "armv7", "ppc64"]
-    assert 'rowspan="1">v6.6</th>' in page and 'rowspan="2">v6.12</th>' in page
+    rows = grid.split("<tr>")[2:]
+    assert [r[r.index(">") + 1:r.index("</th>")] for r in rows] == ["v6.6", "v6.12"]
+    v612 = rows[1]
+    assert v612.count('<td class="cell none">') == 3  # v6.12 ran on x86_64 only
+    assert 'class="cell incomplete"' in v612  # the worst of its two jobs
+    assert '<div class="job incomplete"><a href="#job-v6.12__x86_64__smoke"' in v612
+    assert '<div class="job pending"><a href="#job-v6.12__x86_64__criu"' in v612
     assert 'href="v6.6__x86_64__smoke/console.log"' in page
     assert 'href="v6.6__armv7__smoke/build.log"' in page
-    assert "boot-hang" in page and "build 300s" in page and "boot 3.5s" in page
+    assert 'href="v6.6__x86_64__smoke/result.json"' in page
+    assert "boot-hang @ boot" in page and "build 300s" in page and "boot 3.5s" in page
     assert "<undefined reference>" not in page and "&lt;undefined reference&gt;" in page
     assert "\x00" not in page and "\x1b" not in page
     assert 'href="../cache/kernel/abc/bzImage"' in page  # artifacts are relative to the job dir
     assert 'class="cell fail"' in page and 'class="cell pass"' in page
+
+
+def test_report_html_escapes_everything(store: ResultStore) -> None:
+    hostile = '<script>alert("x")</script>'
+    job = JobSpec(kernel=f"k{hostile}", target="x86_64", suite="s", engine='e"><b>')
+    run = store.create_run(Path("c.yaml"), "x", [job], {"hostname": hostile})
+    run.record(JobResult(spec=job, status=Status.FAIL, failure=FailureClass.TEST, message=hostile,
+                         tests=[TResult(hostile, Status.FAIL, hostile + "\x1b[31m")],
+                         artifacts={hostile: "a b&c.log"}))
+    page = run.write_reports()["html"].read_text()
+    assert "<script>" not in page and '"><b>' not in page and "\x1b" not in page
+    assert page.count("&lt;script&gt;") >= 5
+    assert 'href="k%3Cscript%3Ealert%28%22x%22%29%3C/script%3E__x86_64__s__e%22%3E%3Cb%3E/a%20b%26c.log"' in page
+
+
+def test_report_html_engine_consumer_and_flaky(store: ResultStore) -> None:
+    jobs = [
+        JobSpec(kernel="v6.6", target="x86_64", suite="cr", engine="criu"),
+        JobSpec(kernel="v6.6", target="x86_64", suite="cr", engine="criu", consumer="v6.12"),
+        JobSpec(kernel="v6.6", target="x86_64", suite="smoke"),
+    ]
+    run = store.create_run(Path("c.yaml"), "x", jobs, HOST)
+    run.record(JobResult(spec=jobs[0], status=Status.PASS, attempts=2, info={"flaky": True}))
+    run.record(JobResult(spec=jobs[1], status=Status.FAIL, failure=FailureClass.TEST,
+                         artifacts={"image": "images/dump.tar", "diff": "image.diff"}))
+    page = run.write_reports()["html"].read_text()
+    grid = page[page.index('class="grid"'):page.index("<h2>Jobs</h2>")]
+    rows = grid.split("<tr>")[2:]
+    assert len(rows) == 2  # v6.6, and v6.6 restored on v6.12
+    assert "v6.6</th>" in rows[0] and "&rarr; v6.12</span></th>" in rows[1]
+    assert ">cr@criu</a>" in rows[0] and ">smoke</a>" in rows[0] and ">cr@criu</a>" in rows[1]
+    assert "pass (flaky)" in rows[0]
+    assert 'href="v6.6__x86_64__cr__criu__to-v6.12/images/dump.tar">image</a>' in rows[1]
+    assert "1 flaky" in page
 
 
 @pytest.mark.parametrize(
@@ -325,11 +393,150 @@ def test_summary_table() -> None:
     console = Console(record=True, width=250, color_system=None)
     console.print(summary_table(results))
     text = console.export_text()
+    header = text.splitlines()[2]
+    assert [c.strip() for c in header.split("┃")[1:5]] == ["kernel", "target", "suite", "transport"]
+    assert "engine" not in header and "consumer" not in header  # shown only when some job has one
     for result in results:
-        assert result.spec.job_id in text
+        assert re.search(rf"│ {re.escape(result.spec.kernel)} +│ {result.spec.target} +│ {result.spec.suite} ", text)
     assert "[/proc] [bold]" in text
     assert "boot-hang" in text and "300" in text and "40.0" in text
     assert "\x1b" not in text
     console = Console(record=True, width=250, color_system=None)
     print_summary(results, console)
-    assert "exit 1" in console.export_text()
+    assert "6 jobs: 1 pass, 2 fail, 2 incomplete, 1 pending -> exit 1 (failures)" in console.export_text()
+
+
+def test_summary_table_engine_consumer_flaky() -> None:
+    results = [JobResult(spec=JobSpec("v6.6", "x86_64", "cr", engine="criu", consumer="v6.12"),
+                         status=Status.PASS, attempts=2, info={"flaky": True}),
+               JobResult(spec=spec(), status=Status.PASS)]
+    console = Console(record=True, width=250, color_system=None)
+    print_summary(results, console)
+    text = console.export_text()
+    header = text.splitlines()[2]
+    assert [c.strip() for c in header.split("┃")[1:7]] == [
+        "kernel", "target", "suite", "transport", "engine", "consumer"]
+    assert "PASS (flaky)" in text and "2 jobs: 2 pass (1 flaky) -> exit 0 (all passed)" in text
+
+
+def test_jobs_are_keyed_by_axes(store: ResultStore) -> None:
+    # the same kernel/target/suite with another engine or consumer is another job
+    jobs = [
+        JobSpec("v6.6", "x86_64", "cr", engine="criu"),
+        JobSpec("v6.6", "x86_64", "cr", engine="criu", consumer="v6.12"),
+        JobSpec("v6.6", "x86_64", "cr", engine="other"),
+        JobSpec("v6.6", "x86_64", "smoke", transport="ssh"),
+    ]
+    run = store.create_run(Path("c.yaml"), "x", jobs, HOST)
+    run.record(JobResult(spec=jobs[1], status=Status.PASS, tests=[TResult("restore", Status.PASS)]))
+    run.record(JobResult(spec=jobs[2], status=Status.INCOMPLETE, failure=FailureClass.INTERRUPTED))
+    assert run.specs() == jobs
+    assert run.pending_jobs() == [jobs[0], jobs[2], jobs[3]]
+    assert run.result(jobs[1]) == JobResult(spec=jobs[1], status=Status.PASS,
+                                            tests=[TResult("restore", Status.PASS)])
+    assert run.result("v6.6>v6.12/x86_64/cr@criu") == run.result(jobs[1])
+    with sqlite3.connect(store.db_path) as conn:
+        rows = conn.execute("SELECT key, kernel, target, suite, transport, engine, consumer, status FROM jobs"
+                            " WHERE consumer = 'v6.12'").fetchall()
+        tests = conn.execute("SELECT job_key, name FROM tests").fetchall()
+    assert rows == [(jobs[1].key, "v6.6", "x86_64", "cr", "console", "criu", "v6.12", "pass")]
+    assert json.loads(rows[0][0]) == jobs[1].axes
+    assert tests == [(jobs[1].key, "restore")]
+
+
+def test_jobs_sharing_a_directory_are_refused(store: ResultStore) -> None:
+    # console and ssh runs of one cell would write their logs into the same directory
+    with pytest.raises(ValueError, match="job directory"):
+        store.create_run(Path("c.yaml"), "x", [spec(), dataclasses.replace(spec(), transport="ssh")], HOST)
+
+
+def test_config_text_is_kept(store: ResultStore) -> None:
+    text = "kernels:\n  v6.6: {source: {git: x}}\n"
+    sources = {"configs/default.yaml": text, "configs/targets.yaml": "targets: {}\n"}
+    run = store.create_run(Path("configs/default.yaml"), "d", [spec()], HOST, config_text=text,
+                           config_sources=sources)
+    for info in (run.info(), store.list_runs()[0], ResultStore(store.results_dir).open_run().info()):
+        assert info.config_text == text and info.config_sources == sources
+    assert (run.dir / "config.yaml").read_text() == text
+    data = json.loads(run.write_reports()["json"].read_text())
+    assert data["run"]["config_text"] == text and data["run"]["config_sources"] == sources
+    assert 'href="config.yaml"' in (run.dir / "report.html").read_text()
+    bare = store.create_run(Path("c.yaml"), "x", [spec()], HOST)  # callers that have no text yet
+    assert bare.info().config_text == "" and not (bare.dir / "config.yaml").exists()
+
+
+class LinesReporter:
+    """A reporter from outside the store: one line per job."""
+
+    name = "lines"
+
+    def write(self, run_dir: Path, info: RunInfo, results: list[JobResult]) -> Path:
+        path = run_dir / "jobs.txt"
+        path.write_text("".join(f"{r.spec.key} {r.status.value}\n" for r in results))
+        return path
+
+
+class BrokenReporter:
+    name = "broken"
+
+    def write(self, run_dir: Path, info: RunInfo, results: list[JobResult]) -> Path | None:
+        raise OSError("no space left on device")
+
+
+class NothingReporter:
+    name = "nothing"
+
+    def write(self, run_dir: Path, info: RunInfo, results: list[JobResult]) -> None:
+        return None
+
+
+def test_reporters_are_a_list(store: ResultStore) -> None:
+    assert [r.name for r in DEFAULT_REPORTERS] == ["json", "junit", "html"]
+    run = store.create_run(Path("c.yaml"), "x", [spec()], HOST)
+    paths = run.write_reports([LinesReporter(), NothingReporter(), *DEFAULT_REPORTERS])
+    assert list(paths) == ["lines", "json", "junit", "html"]
+    assert paths["lines"].read_text() == f"{spec().key} pending\n"
+    (run.dir / "results.json").unlink()
+    with pytest.raises(ReportError, match="broken: OSError: no space left on device"):
+        run.write_reports([BrokenReporter(), *DEFAULT_REPORTERS])
+    assert (run.dir / "results.json").is_file()  # the others still wrote theirs
+
+
+def test_terminal_reporter_writes_no_file(store: ResultStore) -> None:
+    console = Console(record=True, width=200, color_system=None)
+    run = store.create_run(Path("c.yaml"), "x", [spec()], HOST)
+    assert run.write_reports([TerminalReporter(console)]) == {}
+    assert "1 jobs: 1 pending -> exit 2 (incomplete)" in console.export_text()
+
+
+def test_junit_identity_is_stable_across_runs(store: ResultStore) -> None:
+    results = matrix_results()
+    identities = []
+    for order in (results, results[::-1]):
+        run = store.create_run(Path("c.yaml"), "x", [r.spec for r in order], HOST)
+        for result in order:
+            run.record(result)
+        root = ET.parse(run.write_reports()["junit"]).getroot()
+        identities.append(sorted((c.get("classname"), c.get("name")) for c in root.iter("testcase")))
+    assert identities[0] == identities[1]
+    assert ("v6.6/i386/smoke", "ns_last_pid exists") in identities[0]
+
+
+def test_junit_properties_carry_every_axis(store: ResultStore) -> None:
+    job = JobSpec("v6.6", "x86_64", "cr", engine="criu", consumer="v6.12")
+    run = store.create_run(Path("c.yaml"), "x", [job], HOST)
+    root = ET.parse(run.write_reports()["junit"]).getroot()
+    suite = root.find("testsuite")
+    assert suite is not None and suite.get("name") == "v6.6>v6.12/x86_64/cr@criu"
+    props = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    assert {k: props[k] for k in job.axes} == job.axes
+
+
+def test_verdict_summary_counts_flaky() -> None:
+    results = [JobResult(spec=spec(suite="a"), status=Status.PASS, info={"flaky": True}, attempts=2),
+               JobResult(spec=spec(suite="b"), status=Status.PASS),
+               JobResult(spec=spec(suite="c"), status=Status.INCOMPLETE)]
+    assert verdict.summary(results) == {"jobs": 3, "pass": 2, "fail": 0, "skip": 0, "incomplete": 1,
+                                        "pending": 0, "flaky": 1, "exit_code": EXIT_INCOMPLETE}
+    assert status_counts(results)["incomplete"] == 1
+    assert verdict.worst(results) is Status.INCOMPLETE and verdict.worst([]) is None

@@ -1,0 +1,162 @@
+"""report.html: a self-contained page rendered from templates/report.html.j2 (autoescaped).
+
+The grid has a row per kernel (and consumer kernel, for cross-kernel round-trips), a column per
+target; each cell lists that kernel's suites (@engine) on that target, coloured by outcome and
+linking to the job's logs and artefacts.  A table of every job follows.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import posixpath
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import jinja2
+
+from crlab.model import FailureClass, JobResult, Status
+from crlab.results import verdict
+from crlab.results.files import atomic_write
+from crlab.results.reporters.text import clean, seconds
+from crlab.results.runinfo import RunInfo
+
+FILENAME = "report.html"
+TEMPLATE = "report.html.j2"
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+# The job files linked when they exist, besides the job's own artifacts.
+JOB_FILES = ("console.log", "build.log", "suite.log", "result.json")
+
+
+@dataclass
+class JobView:
+    """One job as the template shows it; strings as recorded (the template escapes them)."""
+
+    result: JobResult
+    anchor: str
+    label: str  # suite[@engine], plus the transport when two jobs of a cell share that
+    status: str
+    failure: str
+    stage: str
+    flaky: bool
+    times: str  # "build 300s · boot 3.5s"
+    links: list[tuple[str, str]]  # (label, href)
+    tests: str  # "2 pass, 1 skip"
+    notable: list[Any] = field(default_factory=list)  # tests that did not pass
+
+
+@dataclass
+class GridRow:
+    kernel: str
+    consumer: str
+    cells: list[tuple[str, list[JobView]]]  # per target: (css class = worst status, jobs)
+
+
+def _href(job_dir_name: str, path: str) -> str:
+    if os.path.isabs(path):
+        return Path(path).as_uri()
+    return quote(posixpath.normpath(f"{job_dir_name}/{path}"))
+
+
+def _job_links(result: JobResult, run_dir: Path) -> list[tuple[str, str]]:
+    """(label, href) for the job's artifacts and the standard files present in its directory."""
+    name = result.spec.dir_name
+    links: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for label, path in result.artifacts.items():
+        links.append((label, _href(name, str(path))))
+        seen.add(os.path.normpath(str(path)))
+    for filename in JOB_FILES:
+        if filename not in seen and (run_dir / name / filename).is_file():
+            links.append((filename.rsplit(".", 1)[0], _href(name, filename)))
+    return links
+
+
+def _view(result: JobResult, run_dir: Path) -> JobView:
+    spec = result.spec
+    times = [f"{label} {seconds(result.timings[key])}s"
+             for label, key in (("build", "build_s"), ("boot", "boot_s")) if key in result.timings]
+    tests = verdict.tests_by_status(result)
+    return JobView(
+        result=result,
+        anchor="job-" + re.sub(r"[^A-Za-z0-9_.-]", "-", spec.dir_name),
+        label=f"{spec.suite}@{spec.engine}" if spec.engine else spec.suite,
+        status=Status(result.status).value,
+        failure=FailureClass(result.failure).value,
+        stage=result.stage,
+        flaky=verdict.is_flaky(result),
+        times=" · ".join(times),
+        links=_job_links(result, run_dir),
+        tests=", ".join(f"{n} {s}" for s, n in tests.items()) or "-",
+        notable=[t for t in result.tests if Status(t.status) is not Status.PASS],
+    )
+
+
+def _grid(views: list[JobView]) -> tuple[list[str], list[GridRow]]:
+    targets = list(dict.fromkeys(v.result.spec.target for v in views))
+    rows = list(dict.fromkeys((v.result.spec.kernel, v.result.spec.consumer) for v in views))
+    cells: dict[tuple[str, str, str], list[JobView]] = {}
+    for view in views:
+        spec = view.result.spec
+        cells.setdefault((spec.kernel, spec.consumer, spec.target), []).append(view)
+    grid = []
+    for kernel, consumer in rows:
+        row = GridRow(kernel, consumer, [])
+        for target in targets:
+            jobs = cells.get((kernel, consumer, target), [])
+            labels = [v.label for v in jobs]
+            for view in jobs:
+                if labels.count(view.label) > 1:
+                    view.label += f" ({view.result.spec.transport})"
+            worst = verdict.worst(v.result for v in jobs)
+            row.cells.append((worst.value if worst else "none", jobs))
+        grid.append(row)
+    return targets, grid
+
+
+def _finalize(value: Any) -> Any:
+    """Every {{ value }} passes here before autoescaping: no terminal escapes or control characters."""
+    return "" if value is None else clean(value)
+
+
+@functools.cache
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        finalize=_finalize,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def html_report(info: RunInfo, results: list[JobResult], run_dir: Path) -> str:
+    views = [_view(r, run_dir) for r in results]
+    targets, grid = _grid(views)
+    host = ", ".join(f"{k}={v}" for k, v in sorted(info.host.items()))
+    meta = [
+        ("status", info.status), ("started", info.started), ("finished", info.finished or "-"),
+        ("config", f"{info.config_path} ({info.config_digest[:12]})"), ("host", host or "-"),
+        ("jobs", verdict.verdict_line(results)),
+    ]
+    return _environment().get_template(TEMPLATE).render(
+        info=info, meta=meta, targets=targets, grid=grid, jobs=views, secs=seconds,
+        written=datetime.now().astimezone().isoformat(timespec="seconds"),
+        has_config="config.yaml" if (run_dir / "config.yaml").is_file() else "",
+    )
+
+
+class HtmlReporter:
+    name = "html"
+
+    def write(self, run_dir: Path, info: RunInfo, results: list[JobResult]) -> Path:
+        path = run_dir / FILENAME
+        atomic_write(path, html_report(info, results, run_dir))
+        return path
