@@ -14,6 +14,8 @@ DDL, so that a later change to the current schema needs a new migration, never a
 from __future__ import annotations
 
 import contextlib
+import os
+import secrets
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -181,7 +183,7 @@ def _check_known(db_path: Path, version: int | None) -> None:
 
 def ensure_schema(db_path: Path) -> int:
     """Make `db_path` a store of the current version: create it, or migrate it.  Returns the version
-    it had before (0 for a new one)."""
+    found: 0 for a new store, SCHEMA_VERSION when nothing had to change."""
     with _connection(db_path) as conn:
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
@@ -193,8 +195,6 @@ def ensure_schema(db_path: Path) -> int:
         _check_known(db_path, version)
         if version == SCHEMA_VERSION:  # the usual case: no write lock taken
             return version
-    if version is not None:
-        _backup(db_path, version)
     with _connection(db_path) as conn:
         # foreign keys stay off while tables are rebuilt; they are checked before the commit
         conn.execute("PRAGMA foreign_keys = OFF")
@@ -206,6 +206,7 @@ def ensure_schema(db_path: Path) -> int:
                 for statement in CURRENT_SCHEMA:
                     conn.execute(statement)
             elif version < SCHEMA_VERSION:
+                _backup(db_path, version)  # we hold the write lock: the copy is exactly what we migrate
                 for step in range(version, SCHEMA_VERSION):
                     MIGRATIONS[step](conn)
             problems = conn.execute("PRAGMA foreign_key_check").fetchall()
@@ -225,7 +226,10 @@ def _backup(db_path: Path, version: int) -> None:
     target = db_path.with_name(f"{db_path.name}.schema-{version}.bak")
     if target.exists():
         return
-    partial = target.with_name(target.name + ".partial")
-    with _connection(db_path) as source, _connection(partial) as copy:
-        source.backup(copy)
-    partial.replace(target)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    try:
+        with _connection(db_path) as source, _connection(partial) as copy:
+            source.backup(copy)
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)

@@ -81,7 +81,7 @@ class ResultStore:
         self.results_dir = Path(results_dir)
         self.results_dir.mkdir(parents=True, exist_ok=True)
         self.db_path = self.results_dir / DB_NAME
-        self.migrated_from = ensure_schema(self.db_path)  # the version it had; 0 when new
+        self.version_found = ensure_schema(self.db_path)  # 0: new; below SCHEMA_VERSION: migrated
 
     # -- database plumbing -------------------------------------------------------------------
 
