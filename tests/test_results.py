@@ -540,3 +540,5 @@ def test_verdict_summary_counts_flaky() -> None:
                                         "pending": 0, "flaky": 1, "exit_code": EXIT_INCOMPLETE}
     assert status_counts(results)["incomplete"] == 1
     assert verdict.worst(results) is Status.INCOMPLETE and verdict.worst([]) is None
+    assert verdict.is_flaky(JobResult(spec=spec(), status=Status.PASS, attempts=3))  # retried, even unmarked
+    assert not verdict.is_flaky(JobResult(spec=spec(), status=Status.FAIL, attempts=3))

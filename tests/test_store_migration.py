@@ -207,3 +207,13 @@ def test_a_new_store_has_the_current_version(tmp_path: Path) -> None:
     assert ResultStore(tmp_path).version_found == 0
     assert ResultStore(tmp_path).version_found == SCHEMA_VERSION
     assert _version(tmp_path / "crlab.sqlite") == str(SCHEMA_VERSION) and not list(tmp_path.glob("*.bak"))
+
+
+def test_harness_report_on_a_newer_store_says_why(old_results: Path) -> None:
+    with sqlite3.connect(old_results / "crlab.sqlite") as conn:
+        conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    done = subprocess.run([sys.executable, str(REPO / "harness.py"), "report", "--results", str(old_results)],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    output = done.stdout + done.stderr
+    assert done.returncode == 2 and "Traceback" not in output
+    assert "written by a newer crlab (schema version 99" in output

@@ -20,13 +20,14 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from crlab.errors import UserError
 from crlab.model import JobSpec
 
 SCHEMA_VERSION = 2
 
 
-class StoreError(RuntimeError):
-    """A results database that this crlab cannot use as it is."""
+class StoreError(UserError):
+    """A results database that this crlab cannot use as it is (the command line says why, exits 2)."""
 
 
 class StoreVersionError(StoreError):

@@ -32,6 +32,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from crlab.errors import UserError
 from crlab.model import AXES, FailureClass, JobResult, JobSpec, Status, TestResult
 from crlab.results.files import atomic_write
 from crlab.results.reporters import DEFAULT_REPORTERS, Reporter
@@ -52,7 +53,7 @@ UNFINISHED = (Status.PENDING, Status.INCOMPLETE)
 _AXIS_COLUMNS = ", ".join(AXES)
 
 
-class RunNotFound(LookupError):
+class RunNotFound(UserError, LookupError):
     pass
 
 

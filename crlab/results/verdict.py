@@ -48,8 +48,8 @@ def tests_by_status(result: JobResult) -> dict[str, int]:
 
 
 def is_flaky(result: JobResult) -> bool:
-    """Passed, but only on a later attempt (the orchestrator marks it)."""
-    return result.status is Status.PASS and bool(result.info.get("flaky"))
+    """Passed, but only on a later attempt: never shown as a plain pass."""
+    return result.status is Status.PASS and (bool(result.info.get("flaky")) or result.attempts > 1)
 
 
 def worst(results: Iterable[JobResult]) -> Status | None:
