@@ -75,7 +75,8 @@ def test_skip_carries_reason() -> None:
     assert report.tests[0].message == "no criu on ppc64"
     assert report.tests[0].name == "a"
     assert report.tests[1].message == "not built"
-    assert summarize_tap(report) == (Status.PASS, "0 passed, 2 skipped")
+    # nothing passed: reporting this as a pass would hide that nothing was tested
+    assert summarize_tap(report) == (Status.SKIP, "all 2 tests skipped: no criu on ppc64; not built")
 
 
 def test_skip_without_reason_is_flagged() -> None:
@@ -99,7 +100,10 @@ def test_escaped_hash_is_part_of_the_description() -> None:
     report = parse_tap("1..2\nok 1 - issue \\#42 # SKIP later\nok 2 - colour # not a directive\n")
     assert report.tests[0].name == "issue #42"
     assert report.tests[0].status is Status.SKIP
-    assert report.tests[1].name == "colour # not a directive"
+    # after an unescaped '#' comes diagnostic data, never the name (KTAP): the name stays stable
+    # when the data changes from run to run (kselftest's "# exit=1")
+    assert report.tests[1].name == "colour"
+    assert report.tests[1].message == "not a directive"
     assert report.tests[1].status is Status.PASS
 
 
@@ -194,7 +198,6 @@ def test_second_plan_ignored() -> None:
         "<6>[    1.000000] virtio_net virtio0 eth0: renamed",
         "random text",
         "okay then",
-        "  ok 9 - indented subtest",
         "\x1b[32mcoloured\x1b[0m",
         "~ # ",
         "",
