@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from crlab.guest.lifecycle import Guest, GuestFailure
+from crlab.guest.lifecycle import Guest
 from crlab.guest.shell import GuestError
 from crlab.model import FailureClass, Status, TestResult
 from crlab.rootfs import GUEST_SUITES_DIR
 from crlab.tap import parse_tap, summarize_tap
+from crlab.targets import TargetProfile
 
 
 @dataclass
@@ -41,6 +42,24 @@ class JobContext(Protocol):
     def job_dir(self) -> Path: ...
 
     @property
+    def kernel_name(self) -> str: ...
+
+    @property
+    def target(self) -> str: ...
+
+    @property
+    def engine(self) -> str: ...
+
+    @property
+    def consumer(self) -> str: ...
+
+    @property
+    def profile(self) -> TargetProfile: ...
+
+    @property
+    def suite_dir(self) -> Path: ...
+
+    @property
     def timings(self) -> dict[str, float]: ...
 
     @property
@@ -48,9 +67,11 @@ class JobContext(Protocol):
 
     def stage(self, name: str, detail: str = "") -> None: ...
 
-    def boot(self, kernel: str | None = None, label: str = "") -> contextlib.AbstractContextManager[Guest]:
+    def boot(self, kernel: str | None = None, label: str = "",
+             min_memory_mb: int = 0) -> contextlib.AbstractContextManager[Guest]:
         """A booted guest of `kernel` (default: the job's kernel) on the job's target and transport.
-        `label` names a second or later guest of the same job; its logs go to job_dir/label/."""
+        `label` names a second or later guest of the same job; its logs go to job_dir/label/.
+        `min_memory_mb` raises the target's memory for kinds that need more."""
         ...
 
     def guest_env(self, guest: Guest) -> dict[str, str]: ...
@@ -113,16 +134,24 @@ class TapSuite:
 
 
 KINDS: dict[str, JobKind] = {kind.name: kind for kind in (TapSuite(),)}
-KIND_NAMES: tuple[str, ...] = tuple(KINDS)
+
+
+def _register() -> None:
+    # kinds in other modules (they import this one, hence not at the top)
+    from crlab import crsuite
+
+    for kind in crsuite.KINDS:
+        KINDS.setdefault(kind.name, kind)
 
 
 def kind_names() -> tuple[str, ...]:
+    _register()
     return tuple(KINDS)
 
 
 def get_kind(name: str) -> JobKind:
+    _register()
     return KINDS[name]
 
 
-__all__ = ["GuestFailure", "JobContext", "JobKind", "KindOutcome", "KINDS", "TapSuite", "get_kind", "kind_names",
-           "GUEST_SUITES_DIR"]
+__all__ = ["JobContext", "JobKind", "KindOutcome", "KINDS", "TapSuite", "get_kind", "kind_names", "GUEST_SUITES_DIR"]

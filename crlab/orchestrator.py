@@ -11,6 +11,7 @@ goes on with the next job.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import shutil
 import subprocess
 import threading
@@ -73,6 +74,26 @@ class Job:
     @property
     def job_dir(self) -> Path:
         return self._job_dir
+
+    @property
+    def kernel_name(self) -> str:
+        return self.spec.kernel
+
+    @property
+    def target(self) -> str:
+        return self.spec.target
+
+    @property
+    def engine(self) -> str:
+        return self.spec.engine
+
+    @property
+    def consumer(self) -> str:
+        return self.spec.consumer
+
+    @property
+    def suite_dir(self) -> Path:
+        return self.suite.suite_dir
 
     @property
     def timings(self) -> dict[str, float]:
@@ -141,7 +162,7 @@ class Job:
         return self._rootfs
 
     @contextlib.contextmanager
-    def boot(self, kernel: str | None = None, label: str = "") -> Iterator[Guest]:
+    def boot(self, kernel: str | None = None, label: str = "", min_memory_mb: int = 0) -> Iterator[Guest]:
         built = self.kernel(kernel)
         rootfs = self.rootfs()
         guest_dir = self._job_dir / label if label else self._job_dir
@@ -150,8 +171,11 @@ class Job:
                 if (guest_dir / name).exists():
                     (guest_dir / name).rename(guest_dir / f"{name}.attempt{self.attempt - 1}")
         use_ssh = self.spec.transport == "ssh"
+        profile = self.profile
+        if profile.memory_mb < min_memory_mb:
+            profile = dataclasses.replace(profile, memory_mb=min_memory_mb)
         spec = GuestSpec(
-            profile=self.profile, image=built.image, rootfs=rootfs, job_dir=guest_dir,
+            profile=profile, image=built.image, rootfs=rootfs, job_dir=guest_dir,
             name=self.spec.job_id + (f" ({label})" if label else ""), transport=self.spec.transport,
             boot_timeout=self.profile.effective_boot_timeout(self.cfg.options.boot_timeout),
             ssh_key=self._orc.ssh_key() if use_ssh else None, port_dir=self._orc.cache.root / "ports")

@@ -12,5 +12,16 @@ from typing import Any
 ENGINES: dict[str, Any] = {}
 
 
+def _register() -> None:
+    # each engine module adds itself to ENGINES when imported
+    import crlab.engines.criu  # noqa: F401
+
+
 def engine_names() -> tuple[str, ...]:
+    _register()
     return tuple(sorted(ENGINES))
+
+
+def get_engine(name: str) -> Any:
+    _register()
+    return ENGINES[name]
