@@ -186,14 +186,14 @@ def ensure_schema(db_path: Path) -> int:
     """Make `db_path` a store of the current version: create it, or migrate it.  Returns the version
     found: 0 for a new store, SCHEMA_VERSION when nothing had to change."""
     with _connection(db_path) as conn:
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise StoreError(f"{db_path}: could not switch SQLite to WAL mode (got {mode!r})")
         try:
             version = read_version(conn)
         except StoreError as exc:
             raise StoreError(f"{db_path}: {exc}") from None
-        _check_known(db_path, version)
+        _check_known(db_path, version)  # before anything could change the file
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StoreError(f"{db_path}: could not switch SQLite to WAL mode (got {mode!r})")
         if version == SCHEMA_VERSION:  # the usual case: no write lock taken
             return version
     with _connection(db_path) as conn:
