@@ -542,3 +542,24 @@ def test_verdict_summary_counts_flaky() -> None:
     assert verdict.worst(results) is Status.INCOMPLETE and verdict.worst([]) is None
     assert verdict.is_flaky(JobResult(spec=spec(), status=Status.PASS, attempts=3))  # retried, even unmarked
     assert not verdict.is_flaky(JobResult(spec=spec(), status=Status.FAIL, attempts=3))
+
+
+def test_the_compatibility_matrix_reaches_json_terminal_and_html(tmp_path: Path) -> None:
+    store = ResultStore(tmp_path)
+    cross = JobSpec(kernel="linux-6.1", target="x86_64", suite="cr-cross", transport="ssh", engine="criu",
+                    consumer="linux-6.12")
+    run = store.create_run(tmp_path / "cfg.yaml", "d", [cross], {})
+    rows = [{"producer": "linux-6.1", "consumer": "linux-6.12", "target": "x86_64", "engine": "criu",
+             "test": "counter", "outcome": "compatible", "detail": ""},
+            {"producer": "linux-6.1", "consumer": "linux-6.12", "target": "x86_64", "engine": "criu",
+             "test": "pipe", "outcome": "differs", "detail": "files/pipes.img/entries/0/flags: 0 -> 2048"}]
+    run.record(JobResult(cross, Status.FAIL, FailureClass.TEST, info={"compat": rows},
+                         tests=[TResult("counter", Status.PASS), TResult("pipe", Status.FAIL, "differs")]))
+    paths = run.write_reports()
+    data = json.loads(paths["json"].read_text())
+    assert [(r["test"], r["outcome"]) for r in data["compat"]] == [("counter", "compatible"), ("pipe", "differs")]
+    page = paths["html"].read_text()
+    assert "C/R compatibility" in page and "1 compatible, 1 differs" in page
+    console = Console(record=True, width=200)
+    print_summary(run.results(), console)
+    assert "1 compatible, 1 differs" in console.export_text()

@@ -21,6 +21,7 @@ import jinja2
 
 from crlab.model import FailureClass, JobResult, Status
 from crlab.results import verdict
+from crlab.results.compat import cell_text, compat_cells, compat_rows
 from crlab.results.files import atomic_write
 from crlab.results.reporters.text import clean, seconds
 from crlab.results.runinfo import RunInfo
@@ -148,6 +149,9 @@ def html_report(info: RunInfo, results: list[JobResult], run_dir: Path) -> str:
     ]
     return _environment().get_template(TEMPLATE).render(
         info=info, meta=meta, targets=targets, grid=grid, jobs=views, secs=seconds,
+        compat=[(key, cell_text(counts), "pass" if set(counts) <= {"compatible", "expected-incompatible"}
+                 else "fail") for key, counts in sorted(compat_cells(compat_rows(results)).items())],
+        compat_rows=compat_rows(results),
         written=datetime.now().astimezone().isoformat(timespec="seconds"),
         has_config="config.yaml" if (run_dir / "config.yaml").is_file() else "",
     )

@@ -8,6 +8,7 @@ from typing import Any
 
 from crlab.model import JobResult
 from crlab.results import verdict
+from crlab.results.compat import compat_rows
 from crlab.results.files import atomic_write
 from crlab.results.runinfo import RunInfo
 
@@ -19,6 +20,7 @@ def results_data(info: RunInfo, results: list[JobResult]) -> dict[str, Any]:
         "run": info.to_dict(),
         "summary": verdict.summary(results),
         "jobs": [r.to_dict() for r in results],
+        "compat": compat_rows(results),
     }
 
 

@@ -11,6 +11,7 @@ from rich.text import Text
 
 from crlab.model import AXES, OPTIONAL_AXES, FailureClass, JobResult, Status
 from crlab.results import verdict
+from crlab.results.compat import cell_text, compat_cells, compat_rows
 from crlab.results.reporters.text import first_line, seconds
 from crlab.results.runinfo import RunInfo
 
@@ -52,9 +53,27 @@ def summary_table(results: Iterable[JobResult]) -> Table:
     return table
 
 
+def compat_table(results: Iterable[JobResult]) -> Table | None:
+    """The C/R compatibility matrix, a row per (producer, consumer, target, engine); None without one."""
+    cells = compat_cells(compat_rows(results))
+    if not cells:
+        return None
+    table = Table(title="C/R compatibility (checkpoint on producer, restore on consumer)")
+    for label in ("producer", "consumer", "target", "engine", "outcomes"):
+        table.add_column(label, no_wrap=label != "outcomes")
+    for (producer, consumer, target, engine), counts in sorted(cells.items()):
+        style = "green" if set(counts) <= {"compatible", "expected-incompatible"} else "red"
+        table.add_row(Text(producer), Text(consumer), Text(target), Text(engine),
+                      Text(cell_text(counts), style=style))
+    return table
+
+
 def print_summary(results: Iterable[JobResult], console: Console) -> None:
     results = list(results)
     console.print(summary_table(results))
+    compat = compat_table(results)
+    if compat is not None:
+        console.print(compat)
     console.print(verdict.verdict_line(results), highlight=False)
 
 
