@@ -23,11 +23,14 @@ Reading rules:
   (PASS), TIMEOUT and ERROR (the ok/not ok decides; the directive is kept in the message).
   Anything after an unescaped ``#`` on a result line is directive or diagnostic data, never part
   of the name (``not ok 3 foo # exit=1`` is named ``foo``).
-* Diagnostics (``# ...`` lines and, inside KTAP, unknown lines) stay with their test as the
-  message of a failure or skip.  KTAP prints them before the result line; TAP 13 producers (and
-  crlab's own suites) print them after.  At the top level of a TAP <= 13 document, lines between
-  two results go to the one that did not pass (to the earlier one if both did not pass); elsewhere
-  to the next result.  A TAP 13 YAML block (``---`` .. ``...``) belongs to the result before it.
+* Diagnostics (``# ...`` lines and, inside KTAP, unknown lines at the test's indentation) stay
+  with their test as the message of a failure or skip.  KTAP prints them before the result line, so
+  there they go to the next result; lines after a block's last result go to the block's parent.
+  TAP 13 producers differ (crlab's suites print them after, kselftest before), so in a TAP <= 13
+  document (the top level, or a kselftest program's own TAP) lines between two results go to the
+  one that did not pass, to the earlier one if neither passed.  A TAP 13 YAML block
+  (``---`` .. ``...``) belongs to the result before it.  At a TAP <= 13 top level only ``#`` lines
+  count (prompts and command echoes land there); kselftest's ``# Totals:`` tallies are dropped.
 
 Results (``TapReport.tests``) are per LEAF test, named by the path of descriptions from the top,
 joined with ``/`` (``suite/case/param``).  Names are stable across runs: a description that is empty
@@ -68,6 +71,7 @@ _PLAN_RE = re.compile(r"^1\.\.(\d+)\s*(?:#\s*(.*?))?\s*$")
 _TEST_RE = re.compile(r"^(not\s+)?ok\b[ \t]*(\d+)?[ \t]*(.*?)\s*$", re.IGNORECASE)
 _BAIL_RE = re.compile(r"^Bail out!\s*(.*?)\s*$", re.IGNORECASE)
 _DIRECTIVE_RE = re.compile(r"^\s*(skip\S*|todo|xfail|timeout|error)\b:?\s*(.*?)\s*$", re.IGNORECASE)
+_TOTALS_RE = re.compile(r"^Totals: pass:\d+")
 _UNESCAPED_HASH_RE = re.compile(r"(?<!\\)#")
 # A printk line that means the kernel died or is in trouble.  "Kernel panic" is specific enough to
 # trust without a printk prefix (a console without timestamps); the rest need the prefix, so that a
@@ -75,6 +79,7 @@ _UNESCAPED_HASH_RE = re.compile(r"(?<!\\)#")
 _PANIC_RE = re.compile(r"Kernel panic - not syncing")
 _OOPS_RE = re.compile(r"^\s*(?:BUG:|kernel BUG at|Oops|Unable to handle kernel|general protection fault|"
                       r"Internal error:)")
+_MAX_DEPTH = 100  # KTAP has no limit; this one keeps a runaway indentation from exhausting the stack
 _MAX_LINE = 4096  # longer lines are cut (garbage on a console must not cost quadratic time)
 
 
@@ -106,7 +111,9 @@ class _Level:
     numbers: set[int] = field(default_factory=set)
     last_number: int = 0
     bailed: str | None = None
-    diagnostics_follow: bool = False  # TAP <= 13 top level: diagnostics come after their result
+    # TAP <= 13 (crlab's suites, kselftest): diagnostics may come after their result or before it
+    neighbour_rule: bool = False
+    only_hash_lines: bool = False  # TAP <= 13 top level: prompts and echoes are not diagnostics
 
     @property
     def has_content(self) -> bool:
@@ -118,21 +125,20 @@ class _Level:
         if not lines:
             return []
         previous = self.results[-1] if self.results else None
-        if self.diagnostics_follow:
-            if previous is None:
-                return lines
-            if new is not None and _passed(previous) and not _passed(new):
+        if self.neighbour_rule and previous is not None:
+            if new is None:  # trailing lines: after a test that did not pass, they explain it
+                if _passed(previous):
+                    return lines
+                previous.notes.extend(lines)
+            elif _passed(previous) and not _passed(new):
                 new.notes.extend(lines)
             else:
                 previous.notes.extend(lines)
             return []
-        if new is not None:
+        if new is not None and not (self.neighbour_rule and previous is None and self.only_hash_lines):
             new.notes.extend(lines)
             return []
-        if previous is not None:
-            previous.notes.extend(lines)
-            return []
-        return lines
+        return lines  # the caller decides: the block's parent, or the report's diagnostics
 
 
 def _passed(result: _Result) -> bool:
@@ -233,13 +239,15 @@ class _Parser:
         self.kernel_stream: bool | None = None  # decided by the first (K)TAP line
         self.yaml: tuple[_Result, str] | None = None  # the result a YAML block belongs to, its indent
         self.stopped = False
+        self.too_deep = False
 
     # -- levels ------------------------------------------------------------------------------
 
     def start_document(self, prefix: str, version: int | None, ktap: bool) -> None:
         if self.levels:
             self.finish_document()
-        root = _Level(prefix=prefix, diagnostics_follow=not ktap and (version is None or version <= 13))
+        old_tap = not ktap and (version is None or version <= 13)
+        root = _Level(prefix=prefix, neighbour_rule=old_tap, only_hash_lines=old_tap)
         self.levels = [root]
         self.documents.append(root)
         report = self.report
@@ -251,7 +259,9 @@ class _Parser:
         while len(self.levels) > 1:
             self.close_unterminated()
         root = self.levels[0]
-        self.report.diagnostics.extend(root.resolve_pending(None))
+        trailing = root.resolve_pending(None)
+        if not root.results:  # what came after the last test is not a diagnostic of the run
+            self.report.diagnostics.extend(trailing)
         self.levels = []
 
     def open_level(self, prefix: str, name: str = "", header: bool = False) -> _Level:
@@ -278,7 +288,7 @@ class _Parser:
 
     def add_result(self, level: _Level, result: _Result) -> None:
         report = self.report
-        where = f" in {self._path_hint(level)}" if level is not self.levels[0] or len(self.levels) > 1 else ""
+        where = f" in {self._path_hint(level)}" if level is not self.levels[0] else ""
         if level.plan_after_results and level.plan is not None:
             report.problems.append(f"tests after a plan printed at the end{where}; the plan must come first or last")
             level.plan_after_results = False
@@ -298,12 +308,8 @@ class _Parser:
         level.results.append(result)
 
     def _path_hint(self, level: _Level) -> str:
-        names = []
-        for lv in self.levels[1:]:
-            names.append(lv.name or "a subtest")
-            if lv is level:
-                break
-        return "/".join(names) or "the top level"
+        depth = self.levels.index(level) if level in self.levels else len(self.levels)
+        return f"subtest {level.name!r}" if level.name else f"a subtest at depth {depth}"
 
     # -- lines -------------------------------------------------------------------------------
 
@@ -368,13 +374,21 @@ class _Parser:
         indent = _INDENT_RE.match(rest).group(0)  # type: ignore[union-attr]
         content = rest[len(indent):]
         report = self.report
+        if len(self.levels) >= _MAX_DEPTH and (indent or _HASH_VERSION_RE.match(content)):
+            if not self.too_deep:
+                self.too_deep = True
+                report.problems.append(f"subtests nested deeper than {_MAX_DEPTH} levels are read as one level")
+            indent = ""
+            if _VERSION_RE.match(content) or _HASH_VERSION_RE.match(content) or _SUBTEST_RE.match(content):
+                return
 
         if match := _VERSION_RE.match(content):
             self.version_line(depth, indent, int(match.group(2)), match.group(1).upper() == "KTAP")
             return
-        if _HASH_VERSION_RE.match(content):
+        if match := _HASH_VERSION_RE.match(content):
             self.drop_deeper(depth)
-            self.open_level(level.prefix + indent + "# ", header=True)
+            nested = self.open_level(level.prefix + indent + "# ", header=True)
+            nested.neighbour_rule = match.group(1).upper() == "TAP" and int(match.group(2)) <= 13
             return
         if (match := _SUBTEST_RE.match(content)) and indent:
             self.drop_deeper(depth)
@@ -414,7 +428,9 @@ class _Parser:
         # where prompts and command echoes land); inside KTAP every line may explain a failure.
         if content.startswith("#"):
             text = content[1:].strip()
-        elif level.diagnostics_follow:
+            if _TOTALS_RE.match(text):
+                return  # kselftest's per-program tally: the results themselves are counted
+        elif level.only_hash_lines:
             return
         else:
             text = rest.strip()
@@ -491,10 +507,10 @@ class _Parser:
         plans: list[int | None] = []
         for root in self.documents:
             plans.append(root.plan)
-            self.check_level(root, "")
             for result in root.results:
                 report.top_numbers.append(result.number)
                 self.emit(result, "", taken)
+            self.check_level(root, "")
             if root.plan is not None:
                 report.top_missing.extend(n for n in range(1, root.plan + 1) if n not in root.numbers)
         if plans and all(p is not None for p in plans):
@@ -549,10 +565,10 @@ class _Parser:
                 report.incomplete.append(f"{path}: no result line after its subtests")
             report.problems.append(f"{path}: no result line")
         if children and block is not None:
-            self.check_level(block, path)
             failed = False
             for child in children:
                 failed |= self.emit(child, path, taken)
+            self.check_level(block, path)
             if result.ok is False and result.directive not in ("SKIP", "TODO") and not failed:
                 message = f"reported not ok, but none of its {len(children)} subtests failed"
                 self.store(path, Status.FAIL, "\n".join([message, *result.notes]), result.number, taken)

@@ -7,6 +7,12 @@ import pytest
 from crlab.model import Status
 from crlab.tap import parse_tap, summarize_tap
 
+try:  # the property test needs it (the 'test' extra); the other tests here do not
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+except ImportError:  # pragma: no cover - reported by test_parsing_never_raises
+    given = None  # type: ignore[assignment]
+
 DATA = Path(__file__).parent / "data" / "tap"
 
 
@@ -215,3 +221,414 @@ def test_crlf_and_lone_cr() -> None:
     assert report.tests[0].name == "a"
     assert report.tests[0].message == "why"
     assert report.complete
+
+
+# -- KTAP: nesting, prefixes, directives, crashes, names ----------------------------------------
+
+KTAP_SPEC_EXAMPLE = """\
+KTAP version 1
+1..1
+  KTAP version 1
+  1..3
+    KTAP version 1
+    1..1
+    # test_1: initializing test_1
+    ok 1 test_1
+  ok 1 example_test_1
+    KTAP version 1
+    1..2
+    ok 1 test_1 # SKIP test_1 skipped
+    ok 2 test_2
+  ok 2 example_test_2
+    KTAP version 1
+    1..3
+    ok 1 test_1
+    # test_2: FAIL
+    not ok 2 test_2
+    ok 3 test_3 # SKIP test_3 skipped
+  not ok 3 example_test_3
+not ok 1 main_test
+"""
+
+
+def test_ktap_spec_example_is_read_to_the_leaf() -> None:
+    report = parse_tap(KTAP_SPEC_EXAMPLE)
+    assert report.ktap and report.version == 1
+    assert [(t.name, t.status) for t in report.tests] == [
+        ("main_test/example_test_1/test_1", Status.PASS),
+        ("main_test/example_test_2/test_1", Status.SKIP),
+        ("main_test/example_test_2/test_2", Status.PASS),
+        ("main_test/example_test_3/test_1", Status.PASS),
+        ("main_test/example_test_3/test_2", Status.FAIL),
+        ("main_test/example_test_3/test_3", Status.SKIP),
+    ]
+    assert report.complete and report.problems == []
+    # KTAP diagnostics come before their result line
+    assert report.tests[4].message == "test_2: FAIL"
+    assert report.tests[1].message == "test_1 skipped"
+    assert report.tests[0].message == ""  # a pass carries no diagnostics
+    status, message = summarize_tap(report)
+    assert status is Status.FAIL and "main_test/example_test_3/test_2" in message
+
+
+def test_depth_four_with_tabs_and_subtest_headers() -> None:
+    text = (
+        "TAP version 14\n1..1\n"
+        "\t# Subtest: a\n\t1..1\n"
+        "\t\t# Subtest: b\n\t\t1..1\n"
+        "\t\t\t# Subtest: c\n\t\t\t1..2\n"
+        "\t\t\tok 1 - d1\n\t\t\tnot ok 2 - d2 # TIMEOUT 30 seconds\n"
+        "\t\tnot ok 1 - c\n"
+        "\tnot ok 1 - b\n"
+        "not ok 1 - a\n"
+    )
+    report = parse_tap(text)
+    assert [(t.name, t.status, t.message) for t in report.tests] == [
+        ("a/b/c/d1", Status.PASS, ""),
+        ("a/b/c/d2", Status.FAIL, "TIMEOUT: 30 seconds"),
+    ]
+    assert report.complete
+
+
+def test_subtest_name_from_header_when_the_result_has_none() -> None:
+    report = parse_tap("KTAP version 1\n1..1\n  KTAP version 1\n  # Subtest: suite\n  1..1\n  ok 1 t\nok 1\n")
+    assert [t.name for t in report.tests] == ["suite/t"]
+
+
+def test_parent_not_ok_while_every_leaf_passed_still_fails() -> None:
+    report = parse_tap("KTAP version 1\n1..1\n  KTAP version 1\n  1..1\n  ok 1 t\n# teardown leaked\nnot ok 1 s\n")
+    assert [(t.name, t.status) for t in report.tests] == [("s/t", Status.PASS), ("s", Status.FAIL)]
+    assert "none of its 1 subtests failed" in report.tests[1].message
+    assert "teardown leaked" in report.tests[1].message
+    assert summarize_tap(report)[0] is Status.FAIL
+
+
+def test_parent_whose_block_is_empty_counts_itself() -> None:
+    text = "KTAP version 1\n1..2\n  KTAP version 1\n  1..0 # SKIP no such device\nok 1 s # SKIP\nok 2 t\n"
+    report = parse_tap(text)
+    assert [(t.name, t.status, t.message) for t in report.tests] == [
+        ("s", Status.SKIP, "no such device"), ("t", Status.PASS, "")]
+    assert report.complete
+
+
+def test_kselftest_runner_output_nests_under_hash_prefix() -> None:
+    text = (
+        "TAP version 13\n1..2\n"
+        "# timeout set to 45\n"
+        "# selftests: pidfd: pidfd_test\n# TAP version 13\n# 1..3\n# ok 1 open\n"
+        "# not ok 2 poll\n# # poll: expected 1, got 0\n# ok 3 # SKIP no CONFIG_X\n"
+        "# # Totals: pass:1 fail:1 xfail:0 xpass:0 skip:1 error:0\n"
+        "not ok 1 selftests: pidfd: pidfd_test # exit=1\n"
+        "# selftests: kcmp: kcmp_test\n# TAP version 13\n# 1..1\n# ok 1 # XFAIL no kcmp here\n"
+        "ok 2 selftests: kcmp: kcmp_test\n"
+    )
+    report = parse_tap(text)
+    assert [(t.name, t.status) for t in report.tests] == [
+        ("selftests: pidfd: pidfd_test/open", Status.PASS),
+        ("selftests: pidfd: pidfd_test/poll", Status.FAIL),
+        ("selftests: pidfd: pidfd_test/test 3", Status.SKIP),
+        ("selftests: kcmp: kcmp_test/test 1", Status.PASS),
+    ]
+    assert report.tests[1].message == "poll: expected 1, got 0"
+    assert report.tests[2].message == "no CONFIG_X"
+    assert report.tests[3].message == "XFAIL: no kcmp here"
+    assert report.complete
+
+
+def test_kselftest_exit_status_is_data_not_name() -> None:
+    first = parse_tap("TAP version 13\n1..1\nnot ok 1 selftests: vm: soft-dirty # exit=1\n")
+    second = parse_tap("TAP version 13\n1..1\nnot ok 1 selftests: vm: soft-dirty # exit=139\n")
+    assert first.tests[0].name == second.tests[0].name == "selftests: vm: soft-dirty"
+    assert first.tests[0].message == "exit=1"
+
+
+def test_directives() -> None:
+    report = parse_tap(
+        "KTAP version 1\n1..6\nok 1 a # SKIP why\nnot ok 2 b # SKIP broken\nnot ok 3 c # TODO later\n"
+        "ok 4 d # XFAIL known\nnot ok 5 e # ERROR no memory\nnot ok 6 f # TIMEOUT 45 seconds\n")
+    assert [(t.status, t.message) for t in report.tests] == [
+        (Status.SKIP, "why"), (Status.SKIP, "broken"), (Status.SKIP, "TODO: later"),
+        (Status.PASS, "XFAIL: known"), (Status.FAIL, "ERROR: no memory"), (Status.FAIL, "TIMEOUT: 45 seconds")]
+
+
+def test_missing_nested_tests_are_named() -> None:
+    text = "KTAP version 1\n1..2\n  KTAP version 1\n  # Subtest: s\n  1..3\n  ok 1 a\nok 1 s\nok 2 t\n"
+    report = parse_tap(text)
+    assert report.missing == ["s/test 2", "s/test 3"]
+    assert not report.complete
+    status, message = summarize_tap(report)
+    assert status is Status.INCOMPLETE
+    assert "s: tests 2-3 of 3 did not report" in message
+
+
+def test_nested_plan_may_be_omitted() -> None:
+    report = parse_tap("KTAP version 1\n1..1\n  KTAP version 1\n  ok 1 a\n  ok 2 b\nok 1 s\n")
+    assert [t.name for t in report.tests] == ["s/a", "s/b"]
+    assert report.complete
+
+
+def test_truncated_inside_a_subtest_is_incomplete() -> None:
+    text = "KTAP version 1\n1..2\n  KTAP version 1\n  # Subtest: s\n  1..3\n  ok 1 a\n  ok 2 b\n"
+    report = parse_tap(text)
+    assert report.missing == ["s/test 3", "test 2"]
+    assert report.crash is None
+    status, message = summarize_tap(report)
+    assert status is Status.INCOMPLETE
+    assert "did not report" in message and "no result line" in message
+
+
+def test_panic_in_the_stream_is_a_crash() -> None:
+    text = (
+        "[    1.000000] KTAP version 1\n[    1.000001] 1..2\n"
+        "[    1.000002]     KTAP version 1\n[    1.000003]     # Subtest: cr_image\n"
+        "[    1.000004]     1..2\n[    1.000005]     ok 1 header\n"
+        "[    1.000006] BUG: kernel NULL pointer dereference, address: 0000000000000008\n"
+        "[    1.000007] Kernel panic - not syncing: Fatal exception\n"
+    )
+    report = parse_tap(text)
+    assert report.crash == "BUG: kernel NULL pointer dereference, address: 0000000000000008"
+    assert report.crash_in == "cr_image"
+    assert report.missing == ["cr_image/test 2", "test 2"]
+    assert [t.name for t in report.tests] == ["cr_image/header"]
+    status, message = summarize_tap(report)
+    assert status is Status.FAIL
+    assert message.startswith("kernel crashed during cr_image: BUG: kernel NULL pointer")
+
+
+def test_panic_after_the_last_test_does_not_change_the_verdict() -> None:
+    text = "[ 1.0] KTAP version 1\n[ 1.0] 1..1\n[ 1.0] ok 1 a\n[ 2.0] Kernel panic - not syncing: VFS: no root\n"
+    report = parse_tap(text)
+    assert report.crash is None and report.kernel_errors == ["Kernel panic - not syncing: VFS: no root"]
+    assert summarize_tap(report) == (Status.PASS, "1 passed")
+
+
+def test_a_test_printing_bug_is_not_the_kernel() -> None:
+    report = parse_tap("1..2\nok 1 - a\nBUG: this is my test's output\n")
+    assert report.crash is None
+    assert summarize_tap(report)[0] is Status.INCOMPLETE
+
+
+@pytest.mark.parametrize("prefix", [
+    "[    1.234567] ",
+    "[    0.060000][    T1] ",
+    "<6>[   12.000001] ",
+    "[  C0] ",
+    "[1234] ",
+    "kselftest: ",
+    "[    5.000000] kselftest: ",
+])
+def test_kernel_log_prefixes_are_stripped(prefix: str) -> None:
+    lines = ["KTAP version 1", "1..1", "    KTAP version 1", "    # Subtest: s", "    1..1",
+             "    # why: it broke", "    not ok 1 t", "not ok 1 s"]
+    report = parse_tap("".join(f"{prefix}{line}\n" for line in lines))
+    assert [(t.name, t.status, t.message) for t in report.tests] == [("s/t", Status.FAIL, "why: it broke")]
+    assert report.complete
+
+
+def test_printk_lines_interleaved_with_user_space_tap_are_ignored() -> None:
+    text = "1..2\nnot ok 1 - a\n[   3.1] eth0: link up\n# really\nok 2 - b\n"
+    report = parse_tap(text)
+    assert report.tests[0].message == "really"
+
+
+def test_unknown_lines_in_ktap_explain_a_failure() -> None:
+    text = ("KTAP version 1\n1..1\n  KTAP version 1\n  1..1\n  # t: EXPECTATION FAILED at x.c:30\n"
+            "  Expected 1 + 1 == 3, but\n      1 + 1 == 2\n  not ok 1 t\nnot ok 1 s\n")
+    report = parse_tap(text)
+    assert report.tests[0].message == "t: EXPECTATION FAILED at x.c:30\nExpected 1 + 1 == 3, but\n1 + 1 == 2"
+
+
+def test_kselftest_diagnostics_before_a_failure_attach_to_it() -> None:
+    # TAP 13 at the top level: the lines go to whichever neighbour did not pass
+    report = parse_tap("TAP version 13\n1..2\nok 1 a\n# RUN b\n# b.c:12: expected 0\nnot ok 2 b\n")
+    assert report.tests[0].message == ""
+    assert report.tests[1].message == "RUN b\nb.c:12: expected 0"
+
+
+def test_indented_results_without_a_header_are_subtests() -> None:
+    report = parse_tap("1..2\nok 1 - a\n    ok 1 - x\n    ok 2 - y\nok 2 - b\n")
+    assert [t.name for t in report.tests] == ["a", "b/x", "b/y"]
+    assert report.complete
+
+
+def test_several_documents_in_one_output() -> None:
+    text = "TAP version 13\n1..1\nok 1 selftests: a: t\nTAP version 13\n1..2\nok 1 selftests: b: t\nok 2 x\n"
+    report = parse_tap(text)
+    assert report.documents == 2 and report.plan == 3
+    assert [t.name for t in report.tests] == ["selftests: a: t", "selftests: b: t", "x"]
+    assert report.complete
+
+
+# -- stable names ---------------------------------------------------------------------------------
+
+def test_empty_description_falls_back_to_the_number() -> None:
+    report = parse_tap("KTAP version 1\n1..2\n  KTAP version 1\n  1..2\n  ok 1\n  ok 2 # SKIP n/a\nok 1 s\nok 2\n")
+    assert [t.name for t in report.tests] == ["s/test 1", "s/test 2", "test 2"]
+
+
+def test_duplicates_are_numbered_by_occurrence_of_the_same_path() -> None:
+    report = parse_tap("1..4\nok 1 - a\nok 2 - b\nok 3 - a\nok 4 - a\n")
+    assert [t.name for t in report.tests] == ["a", "b", "a #2", "a #3"]
+
+
+def test_names_do_not_depend_on_the_position_of_other_tests() -> None:
+    before = parse_tap("1..3\nok 1 - x\nok 2 - dup\nok 3 - dup\n")
+    after = parse_tap("1..5\nok 1 - new\nok 2 - x\nok 3 - other\nok 4 - dup\nok 5 - dup\n")
+    assert {t.name for t in before.tests} <= {t.name for t in after.tests}
+    same_leaf_in_two_suites = parse_tap(
+        "KTAP version 1\n1..2\n  KTAP version 1\n  1..1\n  ok 1 init\nok 1 a\n"
+        "  KTAP version 1\n  1..1\n  ok 1 init\nok 2 b\n")
+    assert [t.name for t in same_leaf_in_two_suites.tests] == ["a/init", "b/init"]
+
+
+def test_a_real_name_that_looks_like_a_duplicate_suffix_stays_unique() -> None:
+    report = parse_tap("1..3\nok 1 - a\nok 2 - a \\#2\nok 3 - a\n")
+    names = [t.name for t in report.tests]
+    assert len(set(names)) == 3 and names[:2] == ["a", "a #2"]
+
+
+# -- garbage ---------------------------------------------------------------------------------
+
+def test_unicode_and_garbage_lines() -> None:
+    text = ("\ufeffKTAP version 1\n1..2\n\x00\x01\xff\ufffd garbage \u2603\nok 1 caf\u00e9 \u2713\n"
+            "not ok 2 \u65e5\u672c # SKIP \u7406\u7531\n" + "x" * 100_000 + "\n")
+    report = parse_tap(text)
+    assert [t.name for t in report.tests] == ["caf\u00e9 \u2713", "\u65e5\u672c"]
+    assert report.tests[1].message == "\u7406\u7531"
+
+
+# -- fidelity with the kernel's kunit_tool ---------------------------------------------------------
+
+KUNIT_LOGS = Path(__file__).parent / "data" / "ktap" / "kunit"
+
+# kunit_tool's verdict, mapped to crlab's Status: SUCCESS -> PASS, FAILURE -> FAIL, SKIPPED -> SKIP,
+# TEST_CRASHED -> FAIL (the kernel died under test), NO_TESTS -> SKIP ("1..0": nothing ran),
+# FAILURE_TO_PARSE_TESTS -> INCOMPLETE (no KTAP at all).
+_KUNIT_VERDICT = {"SUCCESS": Status.PASS, "FAILURE": Status.FAIL, "SKIPPED": Status.SKIP,
+                  "TEST_CRASHED": Status.FAIL, "NO_TESTS": Status.SKIP,
+                  "FAILURE_TO_PARSE_TESTS": Status.INCOMPLETE}
+
+# Per log of linux-6.1 tools/testing/kunit/test_data/: kunit_tool's status and its counts
+# (passed, failed, skipped, crashed).  The statuses are the ones kunit_tool_test.py asserts (its
+# KUnitParserTest); the counts are those it asserts where it does (failure log: 9/1 via the JSON
+# test; missing_plan: total 10; parse_ktap_output: passed=3; no_tests_no_plan: one error) and
+# otherwise what kunit_parser.parse_run_tests of the same tree returns (run by hand, not here).
+# test_output_with_prefix_isolated_correctly.log is not parsed by kunit_tool_test.py; its row is
+# kunit_parser's reading.
+KUNIT_TOOL = {
+    "test_config_printk_time.log": ("SUCCESS", 10, 0, 0, 0),
+    "test_insufficient_memory.log": ("FAILURE_TO_PARSE_TESTS", 0, 0, 0, 0),
+    "test_interrupted_tap_output.log": ("SUCCESS", 10, 0, 0, 0),
+    "test_is_test_passed-all_passed.log": ("SUCCESS", 10, 0, 0, 0),
+    "test_is_test_passed-all_passed_nested.log": ("SUCCESS", 7, 0, 0, 0),
+    "test_is_test_passed-failure.log": ("FAILURE", 9, 1, 0, 0),
+    "test_is_test_passed-kselftest.log": ("SUCCESS", 2, 0, 0, 0),
+    "test_is_test_passed-missing_plan.log": ("SUCCESS", 10, 0, 0, 0),
+    "test_is_test_passed-no_tests_no_plan.log": ("SUCCESS", 1, 0, 0, 0),
+    "test_is_test_passed-no_tests_run_no_header.log": ("FAILURE_TO_PARSE_TESTS", 0, 0, 0, 0),
+    "test_is_test_passed-no_tests_run_with_header.log": ("NO_TESTS", 0, 0, 0, 0),
+    "test_kernel_panic_interrupt.log": ("TEST_CRASHED", 8, 0, 0, 2),
+    "test_multiple_prefixes.log": ("SUCCESS", 10, 0, 0, 0),
+    "test_output_isolated_correctly.log": ("SUCCESS", 2, 0, 0, 0),
+    "test_output_with_prefix_isolated_correctly.log": ("SUCCESS", 10, 0, 0, 0),
+    "test_parse_ktap_output.log": ("SUCCESS", 3, 0, 0, 0),
+    "test_parse_subtest_header.log": ("SUCCESS", 1, 0, 0, 0),
+    "test_pound_no_prefix.log": ("SUCCESS", 10, 0, 0, 0),
+    "test_pound_sign.log": ("SUCCESS", 10, 0, 0, 0),
+    "test_skip_all_tests.log": ("SKIPPED", 0, 0, 5, 0),
+    "test_skip_tests.log": ("SUCCESS", 4, 0, 1, 0),
+    "test_strip_hyphen.log": ("SUCCESS", 2, 0, 0, 0),
+}
+
+_NO_TOP_PLAN = ("crlab: without a top-level plan a run cut short between two suites looks complete,"
+                " so it is INCOMPLETE (kunit_tool: a missing plan is not an error)")
+# Where crlab deliberately reads a log differently: (verdict, counts) crlab gives instead, and why.
+DELIBERATE = {
+    "test_is_test_passed-missing_plan.log": (Status.INCOMPLETE, None, _NO_TOP_PLAN),
+    "test_output_isolated_correctly.log": (Status.INCOMPLETE, None, _NO_TOP_PLAN),
+    "test_output_with_prefix_isolated_correctly.log": (Status.INCOMPLETE, None, _NO_TOP_PLAN),
+    "test_is_test_passed-kselftest.log": (
+        None, (4, 0, 0, 0),
+        "crlab reads the '# '-prefixed TAP that the kselftest runner prints for each program as its"
+        " subtests, so each check is a leaf (2 programs x 2 checks); kunit_tool takes those lines for"
+        " diagnostics and counts the 2 programs"),
+}
+
+
+def _crlab_reading(name: str) -> tuple[Status, tuple[int, int, int, int]]:
+    text = (KUNIT_LOGS / name).read_text(encoding="utf-8", errors="replace")
+    report = parse_tap(text)
+    counts = report.counts()
+    return summarize_tap(report)[0], (counts[Status.PASS], counts[Status.FAIL], counts[Status.SKIP],
+                                      len(report.missing))
+
+
+def test_every_kunit_log_is_in_the_table() -> None:
+    assert sorted(p.name for p in KUNIT_LOGS.glob("*.log")) == sorted(KUNIT_TOOL)
+    assert len(KUNIT_TOOL) == 22
+
+
+@pytest.mark.parametrize("name", sorted(KUNIT_TOOL))
+def test_kunit_tool_fidelity(name: str) -> None:
+    kunit_status, *kunit_counts = KUNIT_TOOL[name]
+    expected_status, expected_counts = _KUNIT_VERDICT[kunit_status], tuple(kunit_counts)
+    if name in DELIBERATE:
+        other_status, other_counts, reason = DELIBERATE[name]
+        assert reason
+        if other_status is not None:
+            assert other_status != expected_status
+            expected_status = other_status
+        if other_counts is not None:
+            assert other_counts != expected_counts
+            expected_counts = other_counts
+    status, counts = _crlab_reading(name)
+    assert (status, counts) == (expected_status, expected_counts)
+
+
+def test_kunit_panic_log_names_the_crash() -> None:
+    report = parse_tap((KUNIT_LOGS / "test_kernel_panic_interrupt.log").read_text())
+    assert report.crash is not None and report.crash.startswith("Kernel panic - not syncing: VFS")
+    assert report.crash_in == "string-stream-test"
+    assert report.missing == ["string-stream-test/test 2", "string-stream-test/test 3"]
+
+
+def test_kunit_failure_log_keeps_the_expectation_with_the_test() -> None:
+    report = parse_tap((KUNIT_LOGS / "test_is_test_passed-failure.log").read_text())
+    failed = [t for t in report.tests if t.status is Status.FAIL]
+    assert [t.name for t in failed] == ["example/example_simple_test"]
+    assert "EXPECTATION FAILED at lib/kunit/example-test.c:30" in failed[0].message
+    assert "Expected 1 + 1 == 3, but" in failed[0].message
+
+
+# -- property: any text parses ---------------------------------------------------------------------
+
+_FRAGMENTS = ["KTAP version 1", "TAP version 13", "TAP version 14", "# TAP version 13", "1..0", "1..1",
+              "1..3", "1..0 # SKIP x", "ok", "ok 1", "not ok 2 - a # SKIP", "ok 3 b # TODO", "not ok 1 c",
+              "ok 99 d # XFAIL", "# Subtest: s", "# diag", "Bail out!", "# Bail out! nested", "  ---",
+              "  ...", "Kernel panic - not syncing: x", "BUG: y", "ok 1 a \\# b #", "ok -1", "1..-1",
+              "ok 1 " + "z" * 50]
+_PREFIXES = ["", "  ", "    ", "\t", "# ", "#   ", "[    1.000000] ", "[ 0.1][  T1] ", "<6>", "kselftest: "]
+
+if given is None:
+    def test_parsing_never_raises() -> None:
+        pytest.fail("the property test needs hypothesis: .venv/bin/pip install hypothesis "
+                    "(it is in pyproject's 'test' extra)")
+else:
+    _tap_like_line = st.builds(lambda prefixes, body: "".join(prefixes) + body,
+                               st.lists(st.sampled_from(_PREFIXES), max_size=4),
+                               st.one_of(st.sampled_from(_FRAGMENTS), st.text(max_size=30)))
+    _tap_like_text = st.lists(_tap_like_line, max_size=60).map("\n".join)
+
+    @settings(max_examples=400, deadline=None)
+    @given(st.one_of(st.text(), _tap_like_text))
+    def test_parsing_never_raises(text: str) -> None:
+        report = parse_tap(text)
+        status, message = summarize_tap(report)
+        assert status in (Status.PASS, Status.FAIL, Status.SKIP, Status.INCOMPLETE)
+        assert message
+        names = [t.name for t in report.tests]
+        assert len(names) == len(set(names))  # the store keys results by name
+        if report.complete:
+            assert not report.missing and report.crash is None
+        if status is Status.PASS:
+            assert report.complete and not any(t.status is Status.FAIL for t in report.tests)
