@@ -4,28 +4,29 @@ source     the pristine tree, unpacked once into a read-only cache entry
 patch      a copy of it (hard links) with the patch series applied; all patches or no tree at all
 configure  base config + fragments merged by the kernel's own scripts/kconfig/merge_config.sh,
            then every requested symbol checked against the resulting .config
-build      the target's image made with its cross toolchain under ccache
+build      the target's image made with its cross toolchain under ccache (depend mode), in an object
+           tree kept per (kernel tree, target) so that a rebuild after a small change is incremental;
+           KBUILD_BUILD_* come from the inputs, so the same inputs give the same image bytes
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import re
 import shlex
 import shutil
-import signal
+import stat
 import subprocess
-import threading
 import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from crlab.cache import Cache, hash_file, hash_inputs
+from crlab import runner
+from crlab.cache import Cache, force_rmtree, hash_file, hash_inputs, host_build_lock
 from crlab.config import KernelSource, KernelTree
 from crlab.targets import TargetProfile
 
@@ -62,43 +63,14 @@ class BuiltKernel:
         return str(self.metadata.get("uts_version", ""))
 
 
-_RUNNING: set[subprocess.Popen[str]] = set()
-_RUNNING_LOCK = threading.Lock()
+# the orchestrator's name for runner.cancel_all (kept while it still calls it by this name)
+terminate_running = runner.cancel_all
 
 
-def terminate_running() -> None:
-    """Stop every build command still running (on Ctrl-C or SIGTERM of the harness)."""
-    with _RUNNING_LOCK:
-        procs = list(_RUNNING)
-    for proc in procs:
-        with contextlib.suppress(OSError):
-            os.killpg(proc.pid, signal.SIGTERM)
-
-
-def _run(cmd: list[str], log: Path | None = None, cwd: Path | None = None, env: dict[str, str] | None = None,
+def _run(cmd: list[str], log: Path, cwd: Path | None = None, env: dict[str, str] | None = None,
          timeout: float | None = None) -> subprocess.CompletedProcess[str]:
-    """Run a command; with `log`, append the command line and its output to it."""
-    if log is None:
-        return subprocess.run(cmd, cwd=cwd, env=env, text=True, capture_output=True, timeout=timeout)
-    with open(log, "a") as fh:
-        fh.write(f"$ {shlex.join(cmd)}\n")
-        fh.flush()
-        # its own process group, so that stopping it stops make's children too
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, text=True, stdout=fh, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-        with _RUNNING_LOCK:
-            _RUNNING.add(proc)
-        try:
-            returncode = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            raise
-        finally:
-            with _RUNNING_LOCK:
-                _RUNNING.discard(proc)
-        fh.write(f"[exit {returncode}]\n")
-    return subprocess.CompletedProcess(cmd, returncode)
+    """Run a command, appending the command line and its output to `log`."""
+    return runner.run(cmd, log=log, cwd=cwd, env=env, timeout=timeout)
 
 
 def _tail(path: Path, lines: int = 25) -> str:
@@ -158,45 +130,41 @@ def _local_tree_state(tree: Path) -> str:
 
 def prepare_source(source: KernelSource, cache: Cache, log: Path) -> tuple[str, Path]:
     """Return (key, tree) for a pristine source; unpacks it into a read-only cache entry once."""
-    if source.kind == "local":
-        tree = Path(source.value)
-        return source_key(source), tree
     key = source_key(source)
-    entry = cache.entry("sources", key)
-    if cache.has("sources", key):
-        return key, entry / "tree"
-    with cache.lock(f"source-{key}"):
-        if cache.has("sources", key):
-            return key, entry / "tree"
-        with cache.building("sources", key) as scratch:
-            tree = scratch / "tree"
-            if source.kind == "debian":
-                tarballs = sorted(Path("/usr/src").glob(f"{source.value}.tar.*"))
-                if not tarballs:
-                    raise KernelStageError("source", f"/usr/src/{source.value}.tar.* not found")
-                _unpack(tarballs[0], tree, log)
-            elif source.kind == "tarball":
-                archive = scratch / "download"
-                if re.match(r"^[a-z]+://", source.value):
-                    urllib.request.urlretrieve(source.value, archive)  # noqa: S310 - url from the user's config
-                else:
-                    shutil.copyfile(source.value, archive)
-                actual = hash_file(archive)
-                if actual != source.sha256:
-                    raise KernelStageError("source", f"sha256 mismatch for {source.value}: "
-                                           f"expected {source.sha256}, got {actual}")
-                _unpack(archive, tree, log)
-                archive.unlink()
-            elif source.kind == "git":
-                commit = _git_commit(source)
-                _check(_run(["git", "init", "-q", str(tree)], log), "source", "git init", log)
-                _check(_run(["git", "-C", str(tree), "fetch", "--depth", "1", source.value, commit], log),
-                       "source", f"git fetch {source.value} {commit}", log)
-                _check(_run(["git", "-C", str(tree), "checkout", "-q", "FETCH_HEAD"], log), "source",
-                       "git checkout", log)
-            # the pristine tree is shared by every job: nobody may write to it
-            _run(["chmod", "-R", "a-w", str(tree)], log)
-    return key, entry / "tree"
+    if source.kind == "local":
+        return key, Path(source.value)
+
+    def unpack(scratch: Path) -> None:
+        tree = scratch / "tree"
+        if source.kind == "debian":
+            tarballs = sorted(Path("/usr/src").glob(f"{source.value}.tar.*"))
+            if not tarballs:
+                raise KernelStageError("source", f"/usr/src/{source.value}.tar.* not found")
+            _unpack(tarballs[0], tree, log)
+        elif source.kind == "tarball":
+            archive = scratch / "download"
+            if re.match(r"^[a-z]+://", source.value):
+                urllib.request.urlretrieve(source.value, archive)  # noqa: S310 - url from the user's config
+            else:
+                shutil.copyfile(source.value, archive)
+            actual = hash_file(archive)
+            if actual != source.sha256:
+                raise KernelStageError("source", f"sha256 mismatch for {source.value}: "
+                                       f"expected {source.sha256}, got {actual}")
+            _unpack(archive, tree, log)
+            archive.unlink()
+        elif source.kind == "git":
+            commit = _git_commit(source)
+            _check(_run(["git", "init", "-q", str(tree)], log), "source", "git init", log)
+            _check(_run(["git", "-C", str(tree), "fetch", "--depth", "1", source.value, commit], log),
+                   "source", f"git fetch {source.value} {commit}", log)
+            _check(_run(["git", "-C", str(tree), "checkout", "-q", "FETCH_HEAD"], log), "source",
+                   "git checkout", log)
+        # the pristine tree is shared by every job: nobody may write to it
+        _run(["chmod", "-R", "a-w", str(tree)], log)
+
+    entry = cache.get_or_build("sources", key, unpack, what=f"kernel source {source.kind}:{source.value}")
+    return key, entry.path / "tree"
 
 
 def _unpack(archive: Path, dest: Path, log: Path) -> None:
@@ -256,29 +224,32 @@ def apply_patches(source_key_: str, source_tree: Path, patches: tuple[Path, ...]
     if not patches:
         return source_key_, source_tree
     key = patched_tree_key(source_key_, patches)
-    if cache.has("trees", key):
-        return key, cache.entry("trees", key) / "tree"
-    for patch in patches:
-        problems = check_patch_paths(patch)
-        if problems:
-            raise KernelStageError("patch", f"refusing patch {patch.name}: " + "; ".join(problems))
-    with cache.lock(f"tree-{key}"):
-        if cache.has("trees", key):
-            return key, cache.entry("trees", key) / "tree"
-        with cache.building("trees", key) as scratch:
-            tree = scratch / "tree"
-            # hard links are cheap; git apply replaces a file rather than writing through the link
-            _check(_run(["cp", "-al", str(source_tree), str(tree)], log), "patch", "copying the tree", log)
-            _run(["find", str(tree), "-type", "d", "-exec", "chmod", "u+w", "{}", "+"], log)
-            for number, patch in enumerate(patches, 1):
-                proc = subprocess.run(["git", "apply", "--verbose", "-p1", str(patch)], cwd=tree, text=True,
-                                      capture_output=True, env={**os.environ, "GIT_DIR": "/nonexistent"})
-                with open(log, "a") as fh:
-                    fh.write(f"$ git apply -p1 {patch}\n{proc.stdout}{proc.stderr}[exit {proc.returncode}]\n")
-                if proc.returncode != 0:
-                    raise KernelStageError("patch", _describe_apply_failure(number, patch, proc.stderr), log)
-            _run(["chmod", "-R", "a-w", str(tree)], log)
-    return key, cache.entry("trees", key) / "tree"
+    if not cache.has("trees", key):
+        for patch in patches:
+            problems = check_patch_paths(patch)
+            if problems:
+                raise KernelStageError("patch", f"refusing patch {patch.name}: " + "; ".join(problems))
+
+    def patch_tree(scratch: Path) -> None:
+        tree = scratch / "tree"
+        # hard links are cheap; git apply replaces a file rather than writing through the link
+        _check(_run(["cp", "-al", str(source_tree), str(tree)], log), "patch", "copying the tree", log)
+        _run(["find", str(tree), "-type", "d", "-exec", "chmod", "u+w", "{}", "+"], log)
+        for number, patch in enumerate(patches, 1):
+            proc = subprocess.run(["git", "apply", "--verbose", "-p1", str(patch)], cwd=tree, text=True,
+                                  capture_output=True, env={**os.environ, "GIT_DIR": "/nonexistent"})
+            with open(log, "a") as fh:
+                fh.write(f"$ git apply -p1 {patch}\n{proc.stdout}{proc.stderr}[exit {proc.returncode}]\n")
+            if proc.returncode != 0:
+                raise KernelStageError("patch", _describe_apply_failure(number, patch, proc.stderr), log)
+        # the build's timestamp comes from the top Makefile's date: a patch to it must not change that
+        if (source_tree / "Makefile").exists():
+            pristine = (source_tree / "Makefile").stat()
+            os.utime(tree / "Makefile", ns=(pristine.st_atime_ns, pristine.st_mtime_ns))
+        _run(["chmod", "-R", "a-w", str(tree)], log)
+
+    entry = cache.get_or_build("trees", key, patch_tree, what=f"patched tree ({len(patches)} patches)")
+    return key, entry.path / "tree"
 
 
 def _describe_apply_failure(number: int, patch: Path, stderr: str) -> str:
@@ -325,9 +296,15 @@ def check_requested_symbols(fragments: list[Path], final_config: Path) -> list[s
     return lost
 
 
+# Bump when the way a kernel is built changes in a way its inputs do not show.
+KERNEL_RECIPE = "2"  # 2: reproducible KBUILD_BUILD_* values, ccache depend mode, kept object trees
+
+
 def fragment_paths(kernel: KernelTree, profile: TargetProfile, fragments_dir: Path) -> list[Path]:
-    """The user's fragments, then the target's own (the target has the last word on arch facts)."""
-    return list(kernel.fragments) + [fragments_dir / name for name in profile.kconfig_fragments]
+    """The user's fragments, then those of the target's C/R engines, then the target's own (the
+    target has the last word on arch facts)."""
+    engines = [fragments_dir / "engine" / f"{engine}.config" for engine in profile.engines]
+    return [*kernel.fragments, *engines, *(fragments_dir / name for name in profile.kconfig_fragments)]
 
 
 def toolchain_version(profile: TargetProfile) -> str:
@@ -341,6 +318,9 @@ def toolchain_version(profile: TargetProfile) -> str:
 
 def build_key(tree_key: str, kernel: KernelTree, profile: TargetProfile, fragments_dir: Path) -> str:
     frags = fragment_paths(kernel, profile, fragments_dir)
+    missing = [str(p) for p in frags if not p.is_file()]
+    if missing:
+        raise KernelStageError("configure", f"Kconfig fragment not found: {', '.join(missing)}")
     base = kernel.config_base
     return hash_inputs("kernel", {
         "tree": tree_key,
@@ -351,6 +331,7 @@ def build_key(tree_key: str, kernel: KernelTree, profile: TargetProfile, fragmen
         "cross": profile.cross_compile,
         "make_target": profile.make_target,
         "tiny": list(profile.tiny_arch_fragments),
+        "recipe": KERNEL_RECIPE,
     })
 
 
@@ -365,25 +346,114 @@ def planned_build_key(kernel: KernelTree, profile: TargetProfile, fragments_dir:
 def lookup_kernel(cache: Cache, key: str) -> BuiltKernel | None:
     if not cache.has("kernels", key):
         return None
-    entry = cache.entry("kernels", key)
+    return _entry_kernel(cache.entry("kernels", key), key, cached=True)
+
+
+def _entry_kernel(entry: Path, key: str, cached: bool) -> BuiltKernel:
     metadata = json.loads((entry / "metadata.json").read_text())
     return BuiltKernel(key=key, dir=entry, image=entry / str(metadata["image"]), config=entry / "config",
-                       build_log=entry / "build.log", metadata=metadata, cached=True)
+                       build_log=entry / "build.log", metadata=metadata, cached=cached)
 
 
-def make_env(profile: TargetProfile, cache: Cache) -> tuple[list[str], dict[str, str]]:
-    """make's variables and environment for this target, compilers under ccache."""
+def kbuild_identity(key: str, tree: Path) -> dict[str, str]:
+    """What kbuild writes into the image about the build, from the build's inputs alone: the date of
+    the source (its top Makefile's), the build key as host, and build number 1 (not .version's
+    counter), so that two builds of the same inputs give the same bytes."""
+    stamp = time.gmtime((tree / "Makefile").stat().st_mtime)
+    return {
+        "KBUILD_BUILD_TIMESTAMP": time.strftime("%a %b %d %H:%M:%S UTC %Y", stamp),
+        "KBUILD_BUILD_USER": "crlab",
+        "KBUILD_BUILD_HOST": f"crlab-{key[:12]}",
+        "KBUILD_BUILD_VERSION": "1",
+    }
+
+
+def make_env(profile: TargetProfile, cache: Cache, base_dir: Path | None = None
+             ) -> tuple[list[str], dict[str, str]]:
+    """make's variables and environment for this target, compilers under ccache in depend mode.
+
+    Depend mode takes the kernel's own -MMD dependency files instead of running the preprocessor a
+    second time, which is most of ccache's cost on a cold cache.  `base_dir` (the workspace) makes
+    paths under it relative in ccache's hashes, so another workspace hits the same entries.
+    """
     env = dict(os.environ)
-    env["CCACHE_DIR"] = str(cache.root / "ccache")
-    env["KBUILD_BUILD_USER"] = "crlab"
-    env["KBUILD_BUILD_HOST"] = "crlab"
-    env["ARCH"] = profile.arch
-    env["CROSS_COMPILE"] = profile.cross_compile
-    cc = f"{profile.cross_compile}gcc"
+    env.update(ARCH=profile.arch, CROSS_COMPILE=profile.cross_compile, CCACHE_DIR=str(cache.ccache_dir),
+               CCACHE_DEPEND="1", CCACHE_NOHASHDIR="1")
+    if base_dir is not None:
+        env["CCACHE_BASEDIR"] = str(base_dir)
     make_vars = [f"ARCH={profile.arch}", f"CROSS_COMPILE={profile.cross_compile}"]
     if shutil.which("ccache"):
-        make_vars.append(f"CC=ccache {cc}")
+        make_vars.append(f"CC=ccache {profile.cross_compile}gcc")
     return make_vars, env
+
+
+def workspace_dir(cache: Cache, kernel: KernelTree, profile: TargetProfile) -> Path:
+    """Where the most recent build of this (kernel tree, target) keeps its source copy and objects:
+    always the same path, so an unchanged file is not rebuilt and a one-file patch builds in seconds."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", kernel.name)
+    return cache.root / "objtrees" / f"{name}-{profile.name}"
+
+
+def sync_tree(tree: Path, dest: Path) -> int | None:
+    """Make `dest` hold the files of `tree`: hard links at first; later only what differs is
+    replaced, by a copy with a fresh mtime, so make rebuilds exactly what changed, also when going
+    back to an older tree.  Cached trees never change, so a file is the same when it is the same
+    inode, or a copy of it (dest's manifest remembers what each copy was made from).  Returns how
+    many entries changed (None: a fresh copy)."""
+    manifest_path = dest.parent / f"{dest.name}.copies.json"
+    if not dest.exists():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        partial = dest.with_name(dest.name + ".partial")
+        if partial.exists():
+            force_rmtree(partial)
+        subprocess.run(["cp", "-al", str(tree), str(partial)], check=True)
+        subprocess.run(["find", str(partial), "-type", "d", "-exec", "chmod", "u+w", "{}", "+"], check=True)
+        manifest_path.unlink(missing_ok=True)
+        partial.rename(dest)
+        return None
+    try:
+        copies: dict[str, list[int]] = json.loads(manifest_path.read_text())
+    except (OSError, ValueError):
+        copies = {}
+    manifest_path.unlink(missing_ok=True)  # rewritten below; a crash in between only costs rebuilds
+    changed = 0
+    for root, dirs, files in os.walk(tree):
+        rel_dir = os.path.relpath(root, tree)
+        target = dest / rel_dir
+        if target.is_symlink() or (target.exists() and not target.is_dir()):
+            target.unlink()
+        target.mkdir(exist_ok=True)
+        existing = set(os.listdir(target))
+        for name in dirs + files:
+            existing.discard(name)
+            src, dst = os.path.join(root, name), target / name
+            rel = os.path.normpath(os.path.join(rel_dir, name))
+            s = os.lstat(src)
+            try:
+                d: os.stat_result | None = os.lstat(dst)
+            except FileNotFoundError:
+                d = None
+            if stat.S_ISDIR(s.st_mode):
+                continue  # os.walk comes to it
+            identity = [s.st_ino, s.st_dev, s.st_size, s.st_mtime_ns]
+            if d is not None and ((d.st_ino, d.st_dev) == (s.st_ino, s.st_dev) or copies.get(rel) == identity):
+                continue
+            changed += 1
+            if d is not None:
+                force_rmtree(dst) if stat.S_ISDIR(d.st_mode) else dst.unlink()
+            if stat.S_ISLNK(s.st_mode):
+                dst.symlink_to(os.readlink(src))
+            else:
+                shutil.copyfile(src, dst)
+                os.chmod(dst, s.st_mode & 0o755 | 0o200)
+            copies[rel] = identity
+        for name in existing:  # gone from the new tree
+            changed += 1
+            gone = target / name
+            copies.pop(os.path.normpath(os.path.join(rel_dir, name)), None)
+            force_rmtree(gone) if gone.is_dir() and not gone.is_symlink() else gone.unlink()
+    manifest_path.write_text(json.dumps(copies))
+    return changed
 
 
 def build_kernel(kernel: KernelTree, profile: TargetProfile, tree_key: str, tree: Path, cache: Cache,
@@ -394,30 +464,39 @@ def build_kernel(kernel: KernelTree, profile: TargetProfile, tree_key: str, tree
     if found:
         return found
     log = log_dir / "build.log"
-    # one kernel build at a time on this host: two would only fight over the same cores
     on_stage("build-queued")
-    with cache.lock("build"):
-        found = lookup_kernel(cache, key)
-        if found:
-            return found
-        with cache.building("kernels", key) as scratch:
-            return _configure_and_build(kernel, profile, key, tree, cache, fragments_dir, scratch, log,
-                                        on_stage, timeout)
+
+    def build(scratch: Path) -> None:
+        _configure_and_build(kernel, profile, key, tree, cache, fragments_dir, scratch, log, on_stage, timeout)
+
+    # one compile at a time on this host: two would only fight over the same cores
+    entry = cache.get_or_build("kernels", key, build, what=f"kernel {kernel.name} for {profile.name}",
+                               lock=host_build_lock)
+    return _entry_kernel(entry.path, key, cached=not entry.built)
 
 
 def _configure_and_build(kernel: KernelTree, profile: TargetProfile, key: str, tree: Path, cache: Cache,
                          fragments_dir: Path, scratch: Path, log: Path, on_stage: StageCallback,
-                         timeout: int) -> BuiltKernel:
+                         timeout: int) -> None:
     started = time.monotonic()
-    objdir = scratch / "build"
-    objdir.mkdir()
-    make_vars, env = make_env(profile, cache)
-    make = ["make", "-C", str(tree), f"O={objdir}", *make_vars]
-    commands: list[str] = []
+    workspace = workspace_dir(cache, kernel, profile)
+    objdir = workspace / "obj"
+    if kernel.source.kind == "local":
+        srcdir, synced = tree, None  # the user's tree has a stable path of its own
+    else:
+        srcdir = workspace / "src"
+        synced = sync_tree(tree, srcdir)
+    incremental = (objdir / "vmlinux").exists()
+    objdir.mkdir(parents=True, exist_ok=True)
+    make_vars, env = make_env(profile, cache, base_dir=workspace)
+    identity = kbuild_identity(key, tree)
+    env.update(identity)
+    make = ["make", "-C", str(srcdir), f"O={objdir}", *make_vars]
+    commands: list[str] = [f"export {k}={shlex.quote(v)}" for k, v in identity.items()]
 
     def step(cmd: list[str], stage: str, what: str, cwd: Path | None = None, limit: float | None = None) -> None:
         line = shlex.join(cmd) if cwd is None else f"(cd {cwd} && {shlex.join(cmd)})"
-        commands.append(line.replace(str(objdir), "$BUILD_DIR"))
+        commands.append(line.replace(str(objdir), "$BUILD_DIR").replace(str(srcdir), "$SRC_DIR"))
         try:
             proc = _run(cmd, log, cwd=cwd, env=env, timeout=limit)
         except subprocess.TimeoutExpired as exc:
@@ -429,13 +508,13 @@ def _configure_and_build(kernel: KernelTree, profile: TargetProfile, key: str, t
     # the object dir (through the Makefile kbuild puts there) so the source tree stays read-only
     step([*make, "outputmakefile"], "configure", "make outputmakefile")
     frags = fragment_paths(kernel, profile, fragments_dir)
-    merge = str(tree / "scripts/kconfig/merge_config.sh")
+    merge = str(srcdir / "scripts/kconfig/merge_config.sh")
     base = kernel.config_base
     if base in ("tinyconfig", "allnoconfig"):
         tiny = []
         if base == "tinyconfig":
-            tiny = [str(tree / "kernel/configs/tiny-base.config"), str(tree / "kernel/configs/tiny.config")]
-            tiny += [str(tree / p) for p in profile.tiny_arch_fragments]
+            tiny = [str(srcdir / "kernel/configs/tiny-base.config"), str(srcdir / "kernel/configs/tiny.config")]
+            tiny += [str(srcdir / p) for p in profile.tiny_arch_fragments]
         step(["sh", merge, "-n", *tiny, *map(str, frags)], "configure", "merge_config.sh", cwd=objdir)
     else:
         if os.path.isabs(base):
@@ -451,12 +530,13 @@ def _configure_and_build(kernel: KernelTree, profile: TargetProfile, key: str, t
     configured = time.monotonic()
 
     on_stage("build")
+    stats_before = ccache_stats(cache)
     jobs = str(os.cpu_count() or 1)
     step([*make, f"-j{jobs}", profile.make_target], "build", f"make {profile.make_target}", limit=timeout)
     built = time.monotonic()
+    stats_after = ccache_stats(cache)
     release = subprocess.run([*make, "-s", "kernelrelease"], text=True, capture_output=True, env=env
                              ).stdout.strip().splitlines()[-1]
-    uts_version = _uts_version(objdir)
 
     image = objdir / profile.kernel_image
     shutil.copy2(image, scratch / image.name)
@@ -468,23 +548,42 @@ def _configure_and_build(kernel: KernelTree, profile: TargetProfile, key: str, t
         "kernel": kernel.name,
         "target": profile.name,
         "image": image.name,
+        "image_sha256": hash_file(scratch / image.name),
         "kernelrelease": release,
-        "uts_version": uts_version,
+        "uts_version": _uts_version(objdir),
+        "kbuild": identity,
+        "engines": list(profile.engines),
         "configure_s": round(configured - started, 1),
         "build_s": round(built - configured, 1),
+        "object_tree": {"path": str(workspace), "incremental": incremental,
+                        "source_files_changed": synced},
+        "ccache": {name: stats_after.get(name, 0) - stats_before.get(name, 0) for name in _CCACHE_COUNTERS}
+        if stats_after else None,
         "warnings": warnings,
         "toolchain": toolchain_version(profile),
         "make": subprocess.run(["make", "--version"], text=True, capture_output=True).stdout.splitlines()[0],
-        "ccache": bool(shutil.which("ccache")),
         "reproduce": commands,
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     (scratch / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
     shutil.copy2(log, scratch / "build.log")
-    shutil.rmtree(objdir)  # the object tree is large; ccache makes a rebuild cheap
-    final = cache.entry("kernels", key)
-    return BuiltKernel(key=key, dir=final, image=final / image.name, config=final / "config",
-                       build_log=final / "build.log", metadata=metadata, cached=False)
+
+
+_CCACHE_COUNTERS = ("direct_cache_hit", "preprocessed_cache_hit", "cache_miss")
+
+
+def ccache_stats(cache: Cache) -> dict[str, int]:
+    """ccache's counters for this cache's ccache dir ({} without ccache)."""
+    if not shutil.which("ccache"):
+        return {}
+    proc = subprocess.run(["ccache", "--print-stats"], text=True, capture_output=True,
+                          env={**os.environ, "CCACHE_DIR": str(cache.ccache_dir)})
+    out: dict[str, int] = {}
+    for line in proc.stdout.splitlines():
+        name, _, value = line.partition("\t")
+        if value.strip().isdigit():
+            out[name] = int(value)
+    return out
 
 
 def _uts_version(objdir: Path) -> str:

@@ -54,33 +54,31 @@ def build_rootfs(profile: TargetProfile, suite: SuiteConfig | None, cache: Cache
     busybox = userland.busybox(profile, cache)
     dropbear = userland.dropbear(profile, cache) if with_ssh else None
     key = rootfs_key(profile, suite, busybox, dropbear)
-    entry = cache.entry("rootfs", key)
-    if cache.has("rootfs", key):
-        return Rootfs(key, entry / "initramfs.cpio.gz", cached=True)
-    with cache.lock(f"rootfs-{key}"):
-        if cache.has("rootfs", key):
-            return Rootfs(key, entry / "initramfs.cpio.gz", cached=True)
-        with cache.building("rootfs", key) as scratch:
-            archive = CpioWriter()
-            for directory in ("bin", "sbin", "usr", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "tmp",
-                              "run", "root", "opt", "opt/crlab", "opt/crlab/suites", "var", "var/log"):
-                archive.add_dir(directory)
-            archive.add_dir("root/.ssh", mode=0o700)
-            archive.add_chardev("dev/console", 5, 1, mode=0o600)
-            archive.add_chardev("dev/null", 1, 3, mode=0o666)
-            archive.add_file("bin/busybox", busybox, mode=0o755)
-            archive.add_symlink("bin/sh", "busybox")
-            if dropbear is not None:
-                archive.add_tree(dropbear)
-            archive.add_tree(ROOTFS_DIR / "base")
-            if suite is not None:
-                target_dir = f"{GUEST_SUITES_DIR.lstrip('/')}/{suite.suite}"
-                archive.add_dir(target_dir)
-                for name in suite.files:
-                    source = suite.suite_dir / name
-                    archive.add_file(f"{target_dir}/{name}", source, mode=source.stat().st_mode & 0o777)
-            archive.write(scratch / "initramfs.cpio.gz")
-    return Rootfs(key, entry / "initramfs.cpio.gz", cached=False)
+
+    def build(scratch: Path) -> None:
+        archive = CpioWriter()
+        for directory in ("bin", "sbin", "usr", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "tmp",
+                          "run", "root", "opt", "opt/crlab", "opt/crlab/suites", "var", "var/log"):
+            archive.add_dir(directory)
+        archive.add_dir("root/.ssh", mode=0o700)
+        archive.add_chardev("dev/console", 5, 1, mode=0o600)
+        archive.add_chardev("dev/null", 1, 3, mode=0o666)
+        archive.add_file("bin/busybox", busybox, mode=0o755)
+        archive.add_symlink("bin/sh", "busybox")
+        if dropbear is not None:
+            archive.add_tree(dropbear)
+        archive.add_tree(ROOTFS_DIR / "base")
+        if suite is not None:
+            target_dir = f"{GUEST_SUITES_DIR.lstrip('/')}/{suite.suite}"
+            archive.add_dir(target_dir)
+            for name in suite.files:
+                source = suite.suite_dir / name
+                archive.add_file(f"{target_dir}/{name}", source, mode=source.stat().st_mode & 0o777)
+        archive.write(scratch / "initramfs.cpio.gz")
+
+    what = f"rootfs for {profile.name}" + (f" with suite {suite.suite}" if suite else "")
+    entry = cache.get_or_build("rootfs", key, build, what=what)
+    return Rootfs(key, entry.path / "initramfs.cpio.gz", cached=not entry.built)
 
 
 def job_initrd(base: Rootfs, authorized_key: str | None, job_dir: Path) -> Path:

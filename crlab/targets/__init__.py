@@ -31,6 +31,15 @@ class TargetProfile:
     # --- userland ---
     uname_machine: str = ""  # what `uname -m` prints in the guest
     debian_arch: str | None = None  # None: Debian has no userland for this target; crlab builds it
+    # What the target's programs are, checked on every guest program crlab fetches or builds: ELF
+    # class, byte order and e_machine (as pyelftools names it, e.g. EM_X86_64)
+    elf_bits: int = 0
+    elf_endian: str = ""
+    elf_machine: str = ""
+    # where the target's dynamic loader looks for shared libraries (Debian's multiarch dirs first)
+    lib_dirs: tuple[str, ...] = ()
+    # `uname -m` of hosts that run the target's programs natively (a fresh build is smoke-run there)
+    host_runs_natively: tuple[str, ...] = ()
     # How to get each guest program: "debian" (the distro's binary package) or "source"
     # (cross-built by crlab from Debian's source package, statically).
     busybox_from: str = "debian"
@@ -51,7 +60,9 @@ class TargetProfile:
     # seconds to the first shell prompt before the boot counts as hung; None: the run's
     # options.timeouts.boot (a profile or a config override sets it for a slow target)
     boot_timeout: int | None = None
-    engines: tuple[str, ...] = field(default=())  # C/R engines this target can run (later issues)
+    # C/R engines this target runs; each engine's kernels/fragments/engine/<name>.config is merged into
+    # the target's kernel, so one kernel per (tree, target) serves every suite
+    engines: tuple[str, ...] = field(default=())
 
     def field_names(self) -> list[str]:
         return [f.name for f in dataclasses.fields(self)]

@@ -15,6 +15,10 @@ PROFILE = TargetProfile(
     debian_arch=None,
     busybox_from="source",
     dropbear_from="source",
+    elf_bits=64,
+    elf_endian="big",
+    elf_machine="EM_PPC64",
+    lib_dirs=("/lib/powerpc64-linux-gnu", "/usr/lib/powerpc64-linux-gnu", "/lib", "/usr/lib", "/lib64", "/usr/lib64"),
     qemu_binary="qemu-system-ppc64",
     qemu_package="qemu-system-ppc",
     # the caps silence TCG warnings; x-vof replaces SLOF (about 10 s of every boot) with QEMU's

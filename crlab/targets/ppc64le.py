@@ -11,6 +11,11 @@ PROFILE = TargetProfile(
     kconfig_fragments=("arch/ppc64-pseries.config", "arch/ppc64le.config"),
     uname_machine="ppc64le",
     debian_arch="ppc64el",
+    elf_bits=64,
+    elf_endian="little",
+    elf_machine="EM_PPC64",
+    lib_dirs=("/lib/powerpc64le-linux-gnu", "/usr/lib/powerpc64le-linux-gnu", "/lib", "/usr/lib",
+              "/lib64", "/usr/lib64"),
     qemu_binary="qemu-system-ppc64",
     qemu_package="qemu-system-ppc",
     machine="pseries,cap-cfpc=broken,cap-sbbc=broken,cap-ibs=broken,cap-ccf-assist=off,x-vof=on",
@@ -18,4 +23,5 @@ PROFILE = TargetProfile(
     console="hvc0",
     nic_device="virtio-net-pci",
     qemu_extra_args=("-vga", "none"),
+    engines=("criu",),
 )
