@@ -18,7 +18,8 @@ Reading rules:
   its parent (two spaces, four, a tab: any deeper prefix), optionally named by ``# Subtest: name``;
   it ends at the parent's result line at the parent's indentation.  The kselftest runner's output,
   where a test's own TAP is prefixed with ``# `` (``# TAP version 13``, ``# ok 1 ...``), is read
-  the same way, so each check inside a kselftest program is a leaf.  Depth is not limited.
+  the same way, so each check inside a kselftest program is a leaf.  Any depth up to 100 levels
+  (deeper lines are read at the 100th, with a problem noted).
 * Directives: SKIP (status SKIP, reason as the message), TODO (PASS when ok, else SKIP), XFAIL
   (PASS), TIMEOUT and ERROR (the ok/not ok decides; the directive is kept in the message).
   Anything after an unescaped ``#`` on a result line is directive or diagnostic data, never part
@@ -28,7 +29,8 @@ Reading rules:
   there they go to the next result; lines after a block's last result go to the block's parent.
   TAP 13 producers differ (crlab's suites print them after, kselftest before), so in a TAP <= 13
   document (the top level, or a kselftest program's own TAP) lines between two results go to the
-  one that did not pass, to the earlier one if neither passed.  A TAP 13 YAML block
+  one that did not pass, to the earlier one if neither passed, and lines before the first result
+  to it if it did not pass (they also stay in ``TapReport.diagnostics``).  A TAP 13 YAML block
   (``---`` .. ``...``) belongs to the result before it.  At a TAP <= 13 top level only ``#`` lines
   count (prompts and command echoes land there); kselftest's ``# Totals:`` tallies are dropped.
 
@@ -47,6 +49,10 @@ Completeness: the top-level plan must be present and satisfied, every nested pla
 parent closed by its result line, and no ``Bail out!`` at the top.  Planned tests that never
 reported are listed in ``TapReport.missing`` (kunit_tool counts them as "crashed").  A kernel
 panic/oops/BUG printk line while the run is incomplete makes it a crash (``TapReport.crash``).
+
+Verdict (summarize_tap): FAIL when a leaf failed or the kernel crashed mid-run; else INCOMPLETE
+when not complete (no plan, missing tests, top-level bail-out); else SKIP for ``1..0`` or when
+every leaf was skipped; else PASS.
 """
 
 from __future__ import annotations
@@ -135,7 +141,13 @@ class _Level:
             else:
                 previous.notes.extend(lines)
             return []
-        if new is not None and not (self.neighbour_rule and previous is None and self.only_hash_lines):
+        if new is not None and self.only_hash_lines:
+            # before the first test of a TAP <= 13 run: the run's own diagnostics, and the first
+            # test's too if it did not pass (kselftest prints a failing program's output first)
+            if not _passed(new):
+                new.notes.extend(lines)
+            return lines
+        if new is not None:
             new.notes.extend(lines)
             return []
         return lines  # the caller decides: the block's parent, or the report's diagnostics

@@ -117,7 +117,8 @@ def test_diagnostics_attach_to_the_previous_test() -> None:
     text = "1..2\n# before any test\nnot ok 1 - a\n# got 1\n#   expected 2\nok 2 - b\n#\n"
     report = parse_tap(text)
     assert report.diagnostics == ["before any test"]
-    assert report.tests[0].message == "got 1\nexpected 2"
+    # the first test did not pass: what came before it may explain it (kselftest prints it first)
+    assert report.tests[0].message == "before any test\ngot 1\nexpected 2"
     assert report.tests[1].message == ""
 
 
@@ -436,6 +437,12 @@ def test_unknown_lines_in_ktap_explain_a_failure() -> None:
             "  Expected 1 + 1 == 3, but\n      1 + 1 == 2\n  not ok 1 t\nnot ok 1 s\n")
     report = parse_tap(text)
     assert report.tests[0].message == "t: EXPECTATION FAILED at x.c:30\nExpected 1 + 1 == 3, but\n1 + 1 == 2"
+
+
+def test_kselftest_first_program_failing_keeps_its_output() -> None:
+    report = parse_tap("TAP version 13\n1..1\n# selftests: vm: soft-dirty\n# no soft-dirty bit\n"
+                       "not ok 1 selftests: vm: soft-dirty # exit=1\n")
+    assert report.tests[0].message == "exit=1\nselftests: vm: soft-dirty\nno soft-dirty bit"
 
 
 def test_kselftest_diagnostics_before_a_failure_attach_to_it() -> None:
