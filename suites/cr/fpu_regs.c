@@ -24,7 +24,8 @@ struct generic_result {
 
 static const double d_init[8] = { 1.5, -2.25, 3.125, 1e300, -1e-300, 0.1, 6.02214076e23, 2.718281828459045 };
 static const float f_init[4] = { 0.5f, -7.75f, 3.0e30f, 1.1754944e-38f };
-static const long double ld_init = 1.0L / 3.0L;
+/* a literal: IBM long double (ppc64) cannot fold 1.0L / 3.0L at compile time */
+static const long double ld_init = 0.33333333333333333333333333333L;
 static const v2d v_init = { 12345.678, -0.001953125 };
 static const v4f w_init = { 1.0f, 2.5f, -3.75f, 1e-10f };
 
@@ -182,7 +183,7 @@ static int arch_spin(void)
 	return 8;
 }
 #else
-#define ARCH_REGS NULL
+#define ARCH_REGS ""
 static int arch_spin(void)
 {
 	crt_wait_trigger();
@@ -207,7 +208,7 @@ int main(int argc, char **argv)
 	memset(&r, 0, sizeof(r));
 	if (pthread_create(&th, NULL, generic_spin, &r))
 		crt_fail("pthread_create");
-	crt_log("architecture registers checked: %s", ARCH_REGS ? ARCH_REGS : "none (generic C only)");
+	crt_log("architecture registers checked: %s", ARCH_REGS[0] ? ARCH_REGS : "none (generic C only)");
 	crt_ready();
 	nwords = arch_spin();
 	pthread_join(th, NULL);
