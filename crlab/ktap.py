@@ -38,7 +38,8 @@ Results (``TapReport.tests``) are per LEAF test, named by the path of descriptio
 joined with ``/`` (``suite/case/param``).  Names are stable across runs: a description that is empty
 falls back to ``test N`` (its number at its level); a path that occurs more than once gets `` #2``,
 `` #3`` ... by occurrence of that same path only, so a test's name never depends on the position
-of other tests.  A ``/`` inside a description is kept as printed.
+of other tests.  A leading ``[pid]`` in a description (kselftest's clone3 tests print their pid
+there) is dropped from the name; a ``/`` inside a description is kept as printed.
 
 A parent with subtests is not a leaf, with two exceptions that keep a verdict honest:
 a parent that reports ``not ok`` (without SKIP/TODO) while none of its leaves failed is stored as
@@ -77,6 +78,7 @@ _PLAN_RE = re.compile(r"^1\.\.(\d+)\s*(?:#\s*(.*?))?\s*$")
 _TEST_RE = re.compile(r"^(not\s+)?ok\b[ \t]*(\d+)?[ \t]*(.*?)\s*$", re.IGNORECASE)
 _BAIL_RE = re.compile(r"^Bail out!\s*(.*?)\s*$", re.IGNORECASE)
 _DIRECTIVE_RE = re.compile(r"^\s*(skip\S*|todo|xfail|timeout|error)\b:?\s*(.*?)\s*$", re.IGNORECASE)
+_PID_MARKER_RE = re.compile(r"^\[\d+\]\s*")  # kselftest's clone3 tests start descriptions with their pid
 _TOTALS_RE = re.compile(r"^Totals: pass:\d+")
 _UNESCAPED_HASH_RE = re.compile(r"(?<!\\)#")
 # A printk line that means the kernel died or is in trouble.  "Kernel panic" is specific enough to
@@ -117,6 +119,8 @@ class _Level:
     numbers: set[int] = field(default_factory=set)
     last_number: int = 0
     bailed: str | None = None
+    problems: list[str] = field(default_factory=list)  # reported with the level's path at the end
+    beyond_plan: bool = False
     # TAP <= 13 (crlab's suites, kselftest): diagnostics may come after their result or before it
     neighbour_rule: bool = False
     only_hash_lines: bool = False  # TAP <= 13 top level: prompts and echoes are not diagnostics
@@ -216,6 +220,7 @@ def _split_directive(rest: str) -> tuple[str, str | None, str]:
     description = description.strip()
     if description.startswith("-"):
         description = description[1:].strip()
+    description = _PID_MARKER_RE.sub("", description)
     return description.replace("\\#", "#"), directive, data
 
 
@@ -299,29 +304,25 @@ class _Parser:
         return None
 
     def add_result(self, level: _Level, result: _Result) -> None:
-        report = self.report
-        where = f" in {self._path_hint(level)}" if level is not self.levels[0] else ""
+        problems = level.problems
         if level.plan_after_results and level.plan is not None:
-            report.problems.append(f"tests after a plan printed at the end{where}; the plan must come first or last")
+            problems.append("tests after a plan printed at the end; the plan must come first or last")
             level.plan_after_results = False
         number = result.number
         expected = level.last_number + 1
         if number in level.numbers:
-            report.problems.append(f"test {number} reported more than once{where}")
+            problems.append(f"test {number} reported more than once")
         elif number != expected:
-            report.problems.append(f"test {number} out of order (expected {expected}){where}")
+            problems.append(f"test {number} out of order (expected {expected})")
         if level.plan is not None and not 1 <= number <= level.plan:
-            report.problems.append(f"test {number} is outside the plan 1..{level.plan}{where}")
+            problems.append(f"test {number} is outside the plan 1..{level.plan}")
+            level.beyond_plan = True
         level.numbers.add(number)
         level.last_number = number
         leftover = level.resolve_pending(result)
         if leftover:
-            report.diagnostics.extend(leftover)
+            self.report.diagnostics.extend(leftover)
         level.results.append(result)
-
-    def _path_hint(self, level: _Level) -> str:
-        depth = self.levels.index(level) if level in self.levels else len(self.levels)
-        return f"subtest {level.name!r}" if level.name else f"a subtest at depth {depth}"
 
     # -- lines -------------------------------------------------------------------------------
 
@@ -558,10 +559,15 @@ class _Parser:
                 report.missing.append(f"{path}/test {n}" if path else f"test {n}")
             if missing:
                 report.incomplete.append(f"{where}tests {_range_text(missing)} of {level.plan} did not report")
-            elif count != level.plan or len(level.numbers) != count:
+            elif level.beyond_plan:
+                # more results than planned: the plan and the output disagree, so neither is trusted
                 report.incomplete.append(f"{where}test numbers do not match the plan 1..{level.plan}")
-            if not path and count != level.plan and report.bailed_out is None:
-                report.problems.append(f"planned {level.plan} tests but {count} were reported")
+            if count != level.plan and report.bailed_out is None:
+                level.problems.append(f"planned {level.plan} tests but {count} were reported")
+        # a number printed twice with everything planned present (a forked child flushing a copy of
+        # its parent's buffer, as kselftest's clone3_set_tid does) is noted, not held against the run
+        report.problems.extend(f"{where}{problem}" for problem in level.problems)
+        level.problems = []
 
     def emit(self, result: _Result, parent: str, taken: dict[str, int]) -> bool:
         """Store the leaves under `result`; True if any of them failed."""

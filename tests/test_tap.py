@@ -639,3 +639,47 @@ else:
             assert not report.missing and report.crash is None
         if status is Status.PASS:
             assert report.complete and not any(t.status is Status.FAIL for t in report.tests)
+
+
+def test_real_kselftest_runner_output() -> None:
+    report = parse_tap((DATA / "kselftest-host-x86_64.tap").read_text())
+    assert report.documents == 3 and report.plan == 7
+    assert report.complete and report.missing == []
+    counts = report.counts()
+    assert (counts[Status.PASS], counts[Status.FAIL], counts[Status.SKIP]) == (76, 1, 0)
+    per_program: dict[str, int] = {}
+    for test in report.tests:
+        program = test.name.split("/")[0]
+        per_program[program] = per_program.get(program, 0) + 1
+    assert per_program == {
+        "selftests: membarrier: membarrier_test_single_thread": 13,
+        "selftests: membarrier: membarrier_test_multi_thread": 13,
+        "selftests: kcmp: kcmp_test": 1,  # announced 1..3 but printed no results: the program is the leaf
+        "selftests: clone3: clone3": 17,
+        "selftests: clone3: clone3_clear_sighand": 1,
+        "selftests: clone3: clone3_set_tid": 31,  # 29 planned, 18 and 22 printed twice
+        "selftests: clone3: clone3_cap_checkpoint_restore": 1,
+    }
+    names = [t.name for t in report.tests]
+    assert "selftests: clone3: clone3/Result (0) matches expectation (0)" in names  # no pid in the name
+    assert "selftests: clone3: clone3/Result (0) matches expectation (0) #2" in names
+    assert not any("[" in name for name in names)
+    assert any("reported more than once" in p for p in report.problems)
+    failed = [t for t in report.tests if t.status is Status.FAIL]
+    assert [t.name for t in failed] == ["selftests: clone3: clone3_cap_checkpoint_restore"]
+    assert "file clone3_cap_checkpoint_restore is missing" in failed[0].message
+    status, message = summarize_tap(report)
+    assert status is Status.FAIL and message.startswith("1 of 77 tests failed")
+
+
+def test_a_number_printed_twice_is_noted_but_nothing_is_missing() -> None:
+    report = parse_tap("1..2\nok 1 - a\nok 1 - a\nok 2 - b\n")
+    assert report.complete and any("more than once" in p for p in report.problems)
+    assert [t.name for t in report.tests] == ["a", "a #2", "b"]
+    beyond = parse_tap("1..2\nok 1 - a\nok 2 - b\nok 3 - c\n")
+    assert not beyond.complete and summarize_tap(beyond)[0] is Status.INCOMPLETE
+
+
+def test_pid_marker_is_not_part_of_the_name() -> None:
+    report = parse_tap("1..1\nok 1 [30176] Result (0) matches expectation (0)\n")
+    assert report.tests[0].name == "Result (0) matches expectation (0)"
