@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import re
 import textwrap
 from pathlib import Path
 
 import pytest
 
+import crlab.engines
 from crlab import paths
 from crlab.config import ConfigError, ConfigProblem, KernelSource, load_config
-from crlab.targets import builtin_profiles
+from crlab.model import AXES
+from crlab.targets import TargetProfile, builtin_profiles
 
 DATA = Path(__file__).parent / "data"
 BAD = sorted((DATA / "bad").glob("*.yaml"))
@@ -204,7 +208,8 @@ def test_merge_keys_share_overrides(tmp_path: Path) -> None:
 def test_option_defaults(tmp_path: Path) -> None:
     path = write(tmp_path, "kernels: [linux-6.1]\ntargets: [x86_64]\nsuites: [smoke]\n")
     opts = load_config(path).options
-    assert (opts.jobs, opts.retries, opts.fail_fast, opts.keep_going) == (1, 0, False, True)
+    assert (opts.jobs, opts.retries, opts.fail_fast) == (1, 0, False)
+    assert not hasattr(opts, "keep_going")  # removed: fail_fast is the one switch
     assert (opts.build_timeout, opts.boot_timeout, opts.run_timeout) == (3600, 180, 600)
     assert opts.results_dir == paths.REPO_ROOT / "results"
 
@@ -221,7 +226,7 @@ def test_options_given(tmp_path: Path) -> None:
           timeouts: {build: 60, boot: 30, run: 20}
         """)
     opts = load_config(path).options
-    assert opts.jobs == 8 and opts.fail_fast and not opts.keep_going  # fail_fast implies stopping
+    assert opts.jobs == 8 and opts.fail_fast
     assert opts.results_dir == Path("/tmp/crlab-results")
     assert (opts.build_timeout, opts.boot_timeout, opts.run_timeout) == (60, 30, 20)
 
@@ -272,7 +277,7 @@ def test_patches_series_and_list(tmp_path: Path) -> None:
           - name: by-series
             source: {debian: linux-source-6.1}
             patches: queue/series
-            config: {base: tinyconfig, fragments: [kernels/fragments/criu.config]}
+            config: {base: tinyconfig, fragments: [kernels/fragments/common.config]}
           - name: by-list
             source: {debian: linux-source-6.1}
             patches: [queue/c.diff, queue/a.patch]
@@ -285,7 +290,7 @@ def test_patches_series_and_list(tmp_path: Path) -> None:
     assert kernels["by-series"].patches == kernels["by-dir"].patches
     assert kernels["by-list"].patches == (queue / "c.diff", queue / "a.patch")
     assert kernels["by-dir"].config_base == str(tmp_path / "base.config")
-    assert kernels["by-series"].fragments == (paths.FRAGMENTS_DIR / "criu.config",)
+    assert kernels["by-series"].fragments == (paths.FRAGMENTS_DIR / "common.config",)
 
 
 def test_fragment_line_forms(tmp_path: Path) -> None:
@@ -392,3 +397,280 @@ def test_single_patch_string_is_not_a_series(tmp_path: Path) -> None:
         """)
     (problem,) = problems_of(path)
     assert problem.line == 4 and "is a patch, not a series file" in problem.message
+
+
+# --- every schema error lands on a line, in crlab's words ---------------------------------------
+
+# pydantic's own phrasing; each error type crlab can meet is put in its words with the key's path
+PYDANTIC_WORDS = ("Input should", "Field required", "Extra inputs", "should have at least", "union_tag")
+
+
+@pytest.mark.parametrize("bad", BAD, ids=[p.stem for p in BAD])
+def test_every_problem_is_file_line_message(bad: Path) -> None:
+    for problem in problems_of(bad):
+        assert re.match(r"[^\s:]+:\d+: \S", str(problem)), problem
+        lines = Path(problem.path).read_text().count("\n") + 1
+        assert 1 <= problem.line <= lines, problem
+        assert not any(words in problem.message for words in PYDANTIC_WORDS), problem
+
+
+# A config touching every model of the schema, one value per line: replacing any one value with a
+# mapping breaks the schema right there, so each mutant must report a problem at that line.
+EVERY_MODEL = """\
+kernels:
+  - linux-6.1
+  - name: gitk
+    source:
+      git:
+        url: https://example.org/linux.git
+        ref: master
+    patches: queue
+    config:
+      base: tinyconfig
+      fragments:
+        - kernels/fragments/common.config
+  - name: tar
+    source:
+      tarball:
+        path: linux.tar.xz
+        sha256: "{sha}"
+    patches:
+      - queue/a.patch
+    config:
+      base: defconfig
+  - name: web
+    source:
+      tarball:
+        url: https://cdn.example.org/linux.tar.xz
+        sha256: "{sha}"
+    config:
+      base: defconfig
+  - name: mine
+    source:
+      local: tree
+    config:
+      base: defconfig
+targets:
+  - x86_64
+  - name: ppc64
+    as: ppc64-distro
+    busybox_from: source
+    dropbear_from: debian
+    memory_mb: 1024
+    debian_arch: ppc64
+    boot_timeout: 600
+    qemu_extra_args:
+      - -no-reboot
+suites:
+  - smoke
+  - name: roundtrip
+    suite: smoke
+    transport: ssh
+    timeout: 100
+    consumers:
+      - linux-6.1
+      - gitk
+matrix:
+  include:
+    - kernel: linux-6.1
+    - consumer:
+        - gitk
+      transport: ssh
+  exclude:
+    - target: ppc64-distro
+      suite: smoke
+options:
+  jobs: 2
+  retries: 1
+  results_dir: /tmp/crlab-results
+  fail_fast: false
+  timeouts:
+    build: 100
+    boot: 100
+    run: 100
+"""
+
+
+def every_model(tmp_path: Path) -> str:
+    (tmp_path / "queue").mkdir()
+    (tmp_path / "queue" / "a.patch").write_text("--- a/x\n+++ b/x\n")
+    (tmp_path / "queue" / "series").write_text("a.patch\n")
+    (tmp_path / "linux.tar.xz").write_bytes(b"tarball")
+    (tmp_path / "tree").mkdir()
+    (tmp_path / "tree" / "Makefile").write_text("all:\n")
+    return EVERY_MODEL.format(sha="ab" * 32)
+
+
+def test_every_model_config_is_valid(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, every_model(tmp_path)))
+    assert config.kernels["tar"].source.sha256 == "ab" * 32
+    assert config.targets["ppc64-distro"].busybox_from == "source"
+    assert config.suites["roundtrip"].consumers == ("linux-6.1", "gitk")
+    # include: everything of linux-6.1, and round trips restored on gitk over SSH; exclude smoke on ppc64
+    assert [job.job_id for job in config.jobs] == [
+        "linux-6.1/x86_64/smoke",
+        "linux-6.1>gitk/x86_64/roundtrip",
+        "linux-6.1>gitk/ppc64-distro/roundtrip",
+        *(f"{kernel}>gitk/{target}/roundtrip" for kernel in ("tar", "web", "mine")
+          for target in ("x86_64", "ppc64-distro")),
+    ]
+    assert {job.transport for job in config.jobs if job.suite == "roundtrip"} == {"ssh"}
+
+
+def test_any_value_made_a_mapping_is_reported_at_its_line(tmp_path: Path) -> None:
+    text = every_model(tmp_path)
+    value_re = re.compile(r"^(\s*(?:- )?[\w-]+: |\s*- )(.+)$")
+    mutated = 0
+    for number, line in enumerate(text.splitlines(), start=1):
+        match = value_re.match(line)
+        if not match or line.endswith(":"):  # a key whose value is on the lines below
+            continue
+        lines = text.splitlines()
+        lines[number - 1] = match[1] + "{bogus: [1]}"
+        path = write(tmp_path, "\n".join(lines) + "\n", name=f"mutant{number}.yaml")
+        problems = problems_of(path)
+        assert any(Path(p.path).resolve() == path.resolve() and p.line == number for p in problems), (
+            f"line {number} ({line.strip()}): " + "; ".join(map(str, problems)))
+        assert not any(words in p.message for p in problems for words in PYDANTIC_WORDS), problems
+        mutated += 1
+    assert mutated >= 45
+
+
+# --- job kinds, C/R engines and consumer kernels ------------------------------------------------
+
+
+@pytest.fixture
+def engines(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two registered C/R engines, whatever crlab.engines registers today."""
+    monkeypatch.setattr(crlab.engines, "engine_names", lambda: ("criu", "linux-cr"))
+
+
+def suite_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, text: str) -> None:
+    suites_dir = tmp_path / "suites"
+    write(suites_dir / name, text, name="suite.yaml")
+    monkeypatch.setattr(paths, "SUITES_DIR", suites_dir)
+
+
+def test_suite_kind_defaults_to_tap(tmp_path: Path) -> None:
+    suite = load_config(write(tmp_path, "kernels: [linux-6.1]\ntargets: [x86_64]\nsuites: [smoke]\n")).suites["smoke"]
+    assert (suite.kind, suite.engines, suite.consumers) == ("tap", (), ())
+
+
+def test_suite_engines_give_one_job_per_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               engines: None) -> None:
+    suite_dir(tmp_path, monkeypatch, "cr", "command: cr-test\nkind: tap\nengines: [criu, linux-cr]\n")
+    path = write(tmp_path, """\
+        kernels: [linux-6.1]
+        targets: [x86_64, {name: i386, engines: [criu]}]
+        suites: [cr]
+        matrix:
+          exclude:
+            - {target: i386, engine: linux-cr}
+        """)
+    config = load_config(path)
+    assert config.suites["cr"].engines == ("criu", "linux-cr")
+    assert config.targets["i386"].engines == ("criu",)
+    assert [job.job_id for job in config.jobs] == [
+        "linux-6.1/x86_64/cr@criu", "linux-6.1/x86_64/cr@linux-cr", "linux-6.1/i386/cr@criu"]
+    assert {job.engine for job in config.jobs} == {"criu", "linux-cr"}
+
+
+def test_suite_kind_and_engines_are_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engines: None) -> None:
+    suite_dir(tmp_path, monkeypatch, "cr", "command: cr-test\nkind: tapp\nengines:\n  - cryu\n")
+    problems = problems_of(write(tmp_path, "kernels: [linux-6.1]\ntargets: [x86_64]\nsuites: [cr]\n"))
+    assert [(Path(p.path).name, p.line, p.message, p.hint) for p in problems] == [
+        ("suite.yaml", 2, "suite.kind: unknown job kind 'tapp'", "did you mean 'tap'?"),
+        ("suite.yaml", 4, "suite.engines[0]: unknown engine 'cryu'", "did you mean 'criu'?"),
+    ]
+
+
+def test_without_engines_any_engine_is_unknown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(crlab.engines, "engine_names", lambda: ())
+    suite_dir(tmp_path, monkeypatch, "cr", "command: cr-test\nengines: [criu]\n")
+    (problem,) = problems_of(write(tmp_path, "kernels: [linux-6.1]\ntargets: [x86_64]\nsuites: [cr]\n"))
+    assert problem.line == 2
+    assert problem.message == "suite.engines[0]: unknown engine 'criu' (crlab has no C/R engine yet)"
+
+
+def test_consumers_give_one_job_per_other_kernel(tmp_path: Path) -> None:
+    path = write(tmp_path, """\
+        kernels:
+          - linux-6.1
+          - {name: a, source: {debian: linux-source-6.1}, config: {base: tinyconfig}}
+          - {name: b, source: {debian: linux-source-6.1}, config: {base: tinyconfig}}
+        targets: [x86_64]
+        suites:
+          - {name: across, suite: smoke, consumers: [a, b]}
+        matrix:
+          exclude:
+            - {kernel: b, consumer: a}
+        """)
+    config = load_config(path)
+    assert [(job.kernel, job.consumer) for job in config.jobs] == [("linux-6.1", "a"), ("linux-6.1", "b"), ("a", "b")]
+    assert config.jobs[0].job_id == "linux-6.1>a/x86_64/across"
+
+
+def test_matrix_rules_on_transport(tmp_path: Path) -> None:
+    path = write(tmp_path, """\
+        kernels: [linux-6.1]
+        targets: [x86_64, i386]
+        suites: [smoke, {name: smoke-ssh, suite: smoke, transport: ssh}]
+        matrix:
+          include:
+            - {transport: ssh}
+            - {target: i386, transport: [console]}
+        """)
+    assert [job.job_id for job in load_config(path).jobs] == [
+        "linux-6.1/x86_64/smoke-ssh", "linux-6.1/i386/smoke", "linux-6.1/i386/smoke-ssh"]
+
+
+def test_matrix_rules_accept_every_axis_of_the_result_key(tmp_path: Path, engines: None) -> None:
+    axes = "\n".join(f"            - {{{axis}: linux-6.1}}" for axis in AXES if axis in ("kernel", "consumer"))
+    others = {"target": "x86_64", "suite": "smoke", "transport": "console", "engine": "criu"}
+    rules = "\n".join(f"            - {{{axis}: {name}}}" for axis, name in others.items())
+    assert set(others) | {"kernel", "consumer"} == set(AXES)
+    path = write(tmp_path, f"""\
+        kernels: [linux-6.1]
+        targets: [x86_64]
+        suites: [smoke]
+        matrix:
+          include:
+{axes}
+{rules}
+        """)
+    assert [job.job_id for job in load_config(path).jobs] == ["linux-6.1/x86_64/smoke"]
+
+
+# --- targets follow TargetProfile -----------------------------------------------------------------
+
+
+def test_every_profile_field_can_be_overridden(tmp_path: Path, engines: None) -> None:
+    examples = {"busybox_from": "source", "dropbear_from": "source", "engines": ["criu"], "debian_arch": None}
+    base = builtin_profiles()["x86_64"]
+    lines = []
+    for field in dataclasses.fields(TargetProfile):
+        if field.name == "name":
+            continue
+        current = getattr(base, field.name)
+        value = examples.get(field.name, list(current) if isinstance(current, tuple) else
+                             (current or 1) if isinstance(current, int) else current)
+        lines.append(f"    {field.name}: {json.dumps(value)}")
+    path = write(tmp_path, "kernels: [linux-6.1]\ntargets:\n  - name: x86_64\n    as: copy\n" + "\n".join(lines)
+                 + "\nsuites: [smoke]\n")
+    copy = load_config(path).targets["copy"]
+    assert (copy.busybox_from, copy.engines, copy.debian_arch) == ("source", ("criu",), None)
+    assert copy.qemu_extra_args == base.qemu_extra_args and copy.machine == base.machine
+
+
+# --- what was read is kept ------------------------------------------------------------------------
+
+
+def test_config_text_and_included_files_are_kept(tmp_path: Path) -> None:
+    text = "kernels: [linux-6.1]\ntargets: [x86_64]\nsuites:\n  - smoke\n  - {name: again, suite: smoke}\n"
+    config = load_config(write(tmp_path, text))
+    assert config.text == text
+    assert config.digest == hashlib.sha256(text.encode()).hexdigest()
+    assert config.sources == {
+        "kernels/linux-6.1.yaml": (paths.KERNELS_DIR / "linux-6.1.yaml").read_text(),
+        "suites/smoke/suite.yaml": (paths.SUITES_DIR / "smoke" / "suite.yaml").read_text(),
+    }
