@@ -58,9 +58,9 @@ every leaf was skipped; else PASS.
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass, field
-from itertools import pairwise
 
 from crlab.model import Status, TestResult
 
@@ -73,11 +73,13 @@ _KSELFTEST_PREFIX_RE = re.compile(r"^kselftest: ")
 _INDENT_RE = re.compile(r"^[ \t]*")
 _VERSION_RE = re.compile(r"^(K?TAP) version (\d+)$", re.IGNORECASE)
 _HASH_VERSION_RE = re.compile(r"^# (K?TAP) version (\d+)$", re.IGNORECASE)
-_SUBTEST_RE = re.compile(r"^# Subtest:\s*(.*?)$")
-_PLAN_RE = re.compile(r"^1\.\.(\d+)\s*(?:#\s*(.*?))?\s*$")
-_TEST_RE = re.compile(r"^(not\s+)?ok\b[ \t]*(\d+)?[ \t]*(.*?)\s*$", re.IGNORECASE)
-_BAIL_RE = re.compile(r"^Bail out!\s*(.*?)\s*$", re.IGNORECASE)
-_DIRECTIVE_RE = re.compile(r"^\s*(skip\S*|todo|xfail|timeout|error)\b:?\s*(.*?)\s*$", re.IGNORECASE)
+_SUBTEST_RE = re.compile(r"^# Subtest:\s*(.*)$")
+_PLAN_RE = re.compile(r"^1\.\.(\d+)\s*(?:#(.*))?$")
+_TEST_RE = re.compile(r"^(not\s+)?ok\b[ \t]*(\d+)?[ \t]*(.*)$", re.IGNORECASE)
+_BAIL_RE = re.compile(r"^Bail out!\s*(.*)$", re.IGNORECASE)
+# These apply to right-stripped lines and end in a greedy "(.*)$": a lazy group before "\s*$" is
+# quadratic on a long line of spaces, and console garbage has those.
+_DIRECTIVE_RE = re.compile(r"^(skip\S*|todo|xfail|timeout|error)\b:?\s*(.*)$", re.IGNORECASE)
 _PID_MARKER_RE = re.compile(r"^\[\d+\]\s*")  # kselftest's clone3 tests start descriptions with their pid
 _TOTALS_RE = re.compile(r"^Totals: pass:\d+")
 _UNESCAPED_HASH_RE = re.compile(r"(?<!\\)#")
@@ -88,6 +90,7 @@ _PANIC_RE = re.compile(r"Kernel panic - not syncing")
 _OOPS_RE = re.compile(r"^\s*(?:BUG:|kernel BUG at|Oops|Unable to handle kernel|general protection fault|"
                       r"Internal error:)")
 _MAX_DEPTH = 100  # KTAP has no limit; this one keeps a runaway indentation from exhausting the stack
+_MAX_MISSING_LISTED = 1000  # per block; the message still gives every missing range
 _MAX_LINE = 4096  # longer lines are cut (garbage on a console must not cost quadratic time)
 
 
@@ -171,7 +174,7 @@ class TapReport:
     ktap: bool = False  # the header said KTAP
     skip_all: str | None = None  # the reason of a top-level "1..0 # SKIP reason" plan
     diagnostics: list[str] = field(default_factory=list)  # lines before the first test
-    missing: list[str] = field(default_factory=list)  # paths of planned tests that never reported
+    missing: list[str] = field(default_factory=list)  # planned tests that never reported (<= 1000 a block)
     crash: str | None = None  # the kernel panic/oops line seen while the run was incomplete
     crash_in: str = ""  # path of the test that was running when it crashed ("" at top level)
     kernel_errors: list[str] = field(default_factory=list)  # every panic/oops/BUG line seen
@@ -224,15 +227,22 @@ def _split_directive(rest: str) -> tuple[str, str | None, str]:
     return description.replace("\\#", "#"), directive, data
 
 
-def _range_text(numbers: list[int]) -> str:
-    """[1, 2, 3, 5] -> "1-3, 5" (numbers sorted ascending)."""
-    runs: list[list[int]] = []
-    for n in numbers:
-        if runs and n == runs[-1][1] + 1:
-            runs[-1][1] = n
-        else:
-            runs.append([n, n])
-    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+def _gaps(numbers: set[int], plan: int) -> list[tuple[int, int]]:
+    """The ranges of 1..plan that are not in `numbers` (without walking a huge plan)."""
+    gaps = []
+    expected = 1
+    for n in sorted(x for x in numbers if 1 <= x <= plan):
+        if n > expected:
+            gaps.append((expected, n - 1))
+        expected = n + 1
+    if expected <= plan:
+        gaps.append((expected, plan))
+    return gaps
+
+
+def _ranges_text(ranges: list[tuple[int, int]]) -> str:
+    """[(1, 3), (5, 5)] -> "1-3, 5"."""
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
 
 
 def _strip_kernel_prefix(line: str) -> tuple[bool, str]:
@@ -428,10 +438,10 @@ class _Parser:
             return
         if match := _BAIL_RE.match(content):
             if depth == 0 and not indent:
-                report.bailed_out = match.group(1)
+                report.bailed_out = match.group(1).strip()
                 self.stopped = True
             else:
-                level.bailed = match.group(1) or "no reason given"
+                level.bailed = match.group(1).strip() or "no reason given"
                 level.pending.append(content)
             return
         if indent and content == "---" and level.results and not level.pending:
@@ -505,7 +515,7 @@ class _Parser:
         if report.crash is None and running and not self.stopped:
             report.crash = text
             names = [child.name or f"test {parent.last_number + 1}"
-                     for parent, child in pairwise(self.levels)]
+                     for parent, child in itertools.pairwise(self.levels)]
             report.crash_in = "/".join(names)
 
     # -- the end ------------------------------------------------------------------------------
@@ -524,8 +534,6 @@ class _Parser:
                 report.top_numbers.append(result.number)
                 self.emit(result, "", taken)
             self.check_level(root, "")
-            if root.plan is not None:
-                report.top_missing.extend(n for n in range(1, root.plan + 1) if n not in root.numbers)
         if plans and all(p is not None for p in plans):
             report.plan = sum(p for p in plans if p is not None)
         if len(self.documents) == 1 and self.documents[0].plan == 0:
@@ -554,11 +562,14 @@ class _Parser:
         where = f"{path}: " if path else ""
         count = len(level.results)
         if level.plan is not None and level.bailed is None:
-            missing = [n for n in range(1, level.plan + 1) if n not in level.numbers]
-            for n in missing:
+            gaps = _gaps(level.numbers, level.plan)
+            for n in itertools.islice(itertools.chain.from_iterable(range(a, b + 1) for a, b in gaps),
+                                      _MAX_MISSING_LISTED):
                 report.missing.append(f"{path}/test {n}" if path else f"test {n}")
-            if missing:
-                report.incomplete.append(f"{where}tests {_range_text(missing)} of {level.plan} did not report")
+                if not path:
+                    report.top_missing.append(n)
+            if gaps:
+                report.incomplete.append(f"{where}tests {_ranges_text(gaps)} of {level.plan} did not report")
             elif level.beyond_plan:
                 # more results than planned: the plan and the output disagree, so neither is trusted
                 report.incomplete.append(f"{where}test numbers do not match the plan 1..{level.plan}")

@@ -683,3 +683,10 @@ def test_a_number_printed_twice_is_noted_but_nothing_is_missing() -> None:
 def test_pid_marker_is_not_part_of_the_name() -> None:
     report = parse_tap("1..1\nok 1 [30176] Result (0) matches expectation (0)\n")
     assert report.tests[0].name == "Result (0) matches expectation (0)"
+
+
+def test_huge_plan_and_long_lines_stay_cheap() -> None:
+    report = parse_tap("1..30000000000\nok 1 a\nok 7 b\n" + ("ok 3 a #" + " " * 4000 + "x\n") * 20)
+    assert len(report.missing) == 1000  # listed up to 1000 per block; the message has every range
+    status, message = summarize_tap(report)
+    assert status is Status.INCOMPLETE and "2, 4-6, 8-30000000000 of 30000000000" in message
