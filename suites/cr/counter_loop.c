@@ -14,7 +14,8 @@ int main(int argc, char **argv)
 
 	crt_init(argc, argv);
 	crt_ready();
-	while (!crt_trigger) {
+	/* do-while: an immediate trigger still leaves one round to check */
+	do {
 		int i;
 
 		for (i = 0; i < 4096; i++) {
@@ -23,7 +24,7 @@ int main(int argc, char **argv)
 			d -= kd;
 		}
 		published = a;
-	}
+	} while (!crt_trigger);
 	crt_log("triggered after %llu iterations", (unsigned long long)a);
 	if (a == 0)
 		crt_fail("the loop never ran");
@@ -31,7 +32,7 @@ int main(int argc, char **argv)
 		crt_fail("counter invariant broken: a=%llu c=%llx (want %llx) d=%llx (want %llx)",
 			 (unsigned long long)a, (unsigned long long)c, (unsigned long long)(a * kc),
 			 (unsigned long long)d, (unsigned long long)(0 - a * kd));
-	if (published != a && published + 4096 != a)
+	if (published != a)
 		crt_fail("published counter %llu out of step with %llu", (unsigned long long)published,
 			 (unsigned long long)a);
 

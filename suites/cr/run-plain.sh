@@ -10,7 +10,11 @@ work=${2:-/tmp/crlab-cr-plain}
 export CRTEST_SLEEP_MS
 case $bin in /*) ;; *) bin=$(pwd)/$bin ;; esac
 
-set -- $(ls "$bin" 2>/dev/null)
+names=""
+for f in "$bin"/*; do
+    [ -f "$f" ] && [ -x "$f" ] && names="$names ${f##*/}"
+done
+set -- $names
 if [ $# -eq 0 ]; then
     echo "1..0"
     echo "Bail out! no test programs in $bin (crlab's build layer compiles suites/cr/*.c there)"
