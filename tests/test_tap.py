@@ -690,3 +690,17 @@ def test_huge_plan_and_long_lines_stay_cheap() -> None:
     assert len(report.missing) == 1000  # listed up to 1000 per block; the message has every range
     status, message = summarize_tap(report)
     assert status is Status.INCOMPLETE and "2, 4-6, 8-30000000000 of 30000000000" in message
+
+
+def test_bail_out_inside_a_kselftest_program_ends_only_that_program() -> None:
+    text = ("TAP version 13\n1..2\n# selftests: pidfd: pidfd_open_test\n# TAP version 13\n# 1..5\n"
+            "# ok 1 open\n# Bail out! pidfd_open(2) not supported\n"
+            "not ok 1 selftests: pidfd: pidfd_open_test # exit=1\nok 2 selftests: pidfd: pidfd_poll_test\n")
+    report = parse_tap(text)
+    assert report.bailed_out is None and report.complete
+    assert [(t.name, t.status) for t in report.tests] == [
+        ("selftests: pidfd: pidfd_open_test/open", Status.PASS),
+        ("selftests: pidfd: pidfd_open_test", Status.FAIL),
+        ("selftests: pidfd: pidfd_poll_test", Status.PASS),
+    ]
+    assert "Bail out! pidfd_open(2) not supported" in report.tests[1].message
