@@ -516,12 +516,13 @@ _KUNIT_VERDICT = {"SUCCESS": Status.PASS, "FAILURE": Status.FAIL, "SKIPPED": Sta
                   "FAILURE_TO_PARSE_TESTS": Status.INCOMPLETE}
 
 # Per log of linux-6.1 tools/testing/kunit/test_data/: kunit_tool's status and its counts
-# (passed, failed, skipped, crashed).  The statuses are the ones kunit_tool_test.py asserts (its
-# KUnitParserTest); the counts are those it asserts where it does (failure log: 9/1 via the JSON
-# test; missing_plan: total 10; parse_ktap_output: passed=3; no_tests_no_plan: one error) and
-# otherwise what kunit_parser.parse_run_tests of the same tree returns (run by hand, not here).
-# test_output_with_prefix_isolated_correctly.log is not parsed by kunit_tool_test.py; its row is
-# kunit_parser's reading.
+# (passed, failed, skipped, crashed).  Statuses are those kunit_tool_test.py asserts (its
+# KUnitParserTest), counts those it asserts where it does (failure: 9 passed/1 failed via the JSON
+# test; missing_plan: 10 in total, no errors; parse_ktap_output: passed=3; kernel_panic_interrupt:
+# crashed, via the JSON test).  Everything else is what kunit_parser.parse_run_tests of the same
+# tree returns when run by hand (not here): all counts, and the status of the logs the self-test
+# does not judge (insufficient_memory and no_tests_no_plan at the top, parse_subtest_header,
+# output_isolated_correctly, output_with_prefix_isolated_correctly, parse_ktap_output).
 KUNIT_TOOL = {
     "test_config_printk_time.log": ("SUCCESS", 10, 0, 0, 0),
     "test_insufficient_memory.log": ("FAILURE_TO_PARSE_TESTS", 0, 0, 0, 0),
