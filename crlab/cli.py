@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 from types import FrameType
+from typing import NoReturn
 
 from rich.console import Console
 
@@ -103,7 +104,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not ensure_host(cfg, install=not args.no_install):
         return EXIT_INCOMPLETE
     if not args.resume:
-        run = store.create_run(cfg.path, cfg.digest, specs, host_info())
+        run = store.create_run(cfg.path, cfg.digest, specs, host_info(), config_text=cfg.text,
+                               config_sources=cfg.sources)
     run.mark_running()
     progress = make_progress(plain=args.plain or None)
     orchestrator = Orchestrator(cfg, run, progress, Cache(), retry_test_failures=args.retry_failures)
@@ -268,8 +270,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     return exit_code(results)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments: one line saying what is wrong and where help is, exit 2 (not the whole usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_INCOMPLETE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="harness.py", description=__doc__,
+    parser = _Parser(prog="harness.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
