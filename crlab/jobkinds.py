@@ -122,6 +122,10 @@ class TapSuite:
             status, message = summarize_tap(report)
             failure = {Status.PASS: FailureClass.NONE, Status.SKIP: FailureClass.NONE,
                        Status.FAIL: FailureClass.TEST}.get(status, FailureClass.INFRA)
+            if report.crash is not None:  # the kernel died under a running test
+                failure = FailureClass.GUEST_PANIC if "panic" in report.crash.lower() else FailureClass.KERNEL_OOPS
+                where = f" in {report.crash_in}" if report.crash_in else ""
+                message = f"kernel crashed{where}: {report.crash}; {message}"
             if output.exit_status != 0 and status == Status.PASS:
                 status, failure = Status.FAIL, FailureClass.TEST
                 message = f"suite command exited {output.exit_status}"
