@@ -49,6 +49,10 @@ READY_TIMEOUT = 120.0
 VERDICT_TIMEOUT = 120.0
 PARALLEL = max(2, 2 * (os.cpu_count() or 1))
 
+# One xdist worker builds and runs the programs once for every test here (selftest uses loadgroup);
+# the cross builds are a group of their own, so they overlap with the runs.
+pytestmark = pytest.mark.xdist_group("cr-programs")
+
 
 def _catalogue() -> list[dict[str, Any]]:
     data = yaml.safe_load((SUITE / "catalogue.yaml").read_text())
@@ -326,6 +330,7 @@ def cross_cc(request: pytest.FixtureRequest) -> Iterator[str]:
     yield cc
 
 
+@pytest.mark.xdist_group("cr-cross-builds")
 def test_programs_cross_compile_statically(cross_cc: str, tmp_path: Path) -> None:
     elf_class, data, machine = CROSS[cross_cc]
     built = _build_all(cross_cc, tmp_path)

@@ -67,7 +67,7 @@ int main(int argc, char **argv)
 		crt_fail_errno("pipe");
 	init = clone(init_main, stack + sizeof(stack), CLONE_NEWPID | SIGCHLD, NULL);
 	if (init < 0)
-		crt_fail_errno("clone(CLONE_NEWPID) (needs root)");
+		crt_fail_errno("clone(CLONE_NEWPID)%s", errno == EPERM ? " (needs root)" : "");
 	close(ready_pipe[1]);
 	close(go_pipe[0]);
 	close(go_pipe[1]);

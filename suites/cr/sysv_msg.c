@@ -37,7 +37,7 @@ int main(int argc, char **argv)
 
 	crt_init(argc, argv);
 	if (unshare(CLONE_NEWIPC) < 0)
-		crt_fail_errno("unshare(CLONE_NEWIPC) (needs root)");
+		crt_fail_errno("unshare(CLONE_NEWIPC)%s", errno == EPERM ? " (needs root)" : "");
 	id = msgget(IPC_PRIVATE, IPC_CREAT | 0620);
 	if (id < 0)
 		crt_fail_errno("msgget");

@@ -29,7 +29,7 @@ int main(int argc, char **argv)
 
 	crt_init(argc, argv);
 	if (unshare(CLONE_NEWIPC) < 0)
-		crt_fail_errno("unshare(CLONE_NEWIPC) (needs root)");
+		crt_fail_errno("unshare(CLONE_NEWIPC)%s", errno == EPERM ? " (needs root)" : "");
 	id = semget(IPC_PRIVATE, 4, IPC_CREAT | 0600);
 	if (id < 0)
 		crt_fail_errno("semget");

@@ -27,7 +27,7 @@ int main(int argc, char **argv)
 
 	crt_init(argc, argv);
 	if (unshare(CLONE_NEWIPC) < 0)
-		crt_fail_errno("unshare(CLONE_NEWIPC) (needs root)");
+		crt_fail_errno("unshare(CLONE_NEWIPC)%s", errno == EPERM ? " (needs root)" : "");
 	id = shmget(IPC_PRIVATE, SEG_SIZE, IPC_CREAT | 0640);
 	id2 = shmget(DETACHED_KEY, DETACHED_SIZE, IPC_CREAT | IPC_EXCL | 0600);
 	if (id < 0 || id2 < 0)

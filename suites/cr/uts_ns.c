@@ -16,7 +16,7 @@ int main(int argc, char **argv)
 
 	crt_init(argc, argv);
 	if (unshare(CLONE_NEWUTS) < 0)
-		crt_fail_errno("unshare(CLONE_NEWUTS) (needs root)");
+		crt_fail_errno("unshare(CLONE_NEWUTS)%s", errno == EPERM ? " (needs root)" : "");
 	if (sethostname(HOST, strlen(HOST)) < 0 || setdomainname(DOMAIN, strlen(DOMAIN)) < 0)
 		crt_fail_errno("set names");
 	crt_ready();
