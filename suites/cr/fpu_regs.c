@@ -2,7 +2,8 @@
  * Floating-point and vector registers hold known values across the wait.  The generic part
  * is plain C (doubles, floats, long double and GCC vector extensions, kept in registers by a
  * call-free loop); where an architecture is known, inline assembly also pins patterns into
- * specific callee-saved FP/vector registers while it spins.
+ * specific FP/vector registers while it spins (x86_64 xmm8-15, i386 xmm0-7 when the CPU has SSE2,
+ * ppc64 f14-f21 and with AltiVec v20-v23, armv7 d8-d15).
  */
 #include "crtest.h"
 
@@ -100,6 +101,46 @@ static int arch_spin(void)
 			 : [in] "r"(arch_in), [out] "r"(arch_out), [flag] "r"(&crt_trigger)
 			 : "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "memory",
 			   "cc");
+	return ARCH_WORDS;
+}
+#elif defined(__i386__)
+/* i386 builds target plain i686 (no SSE); the vector part runs only where the CPU has SSE2 */
+#define ARCH_REGS "xmm0-xmm7"
+__attribute__((target("sse2"))) static void sse2_spin(void)
+{
+	__asm__ volatile("movdqu 0(%[in]), %%xmm0\n\t"
+			 "movdqu 16(%[in]), %%xmm1\n\t"
+			 "movdqu 32(%[in]), %%xmm2\n\t"
+			 "movdqu 48(%[in]), %%xmm3\n\t"
+			 "movdqu 64(%[in]), %%xmm4\n\t"
+			 "movdqu 80(%[in]), %%xmm5\n\t"
+			 "movdqu 96(%[in]), %%xmm6\n\t"
+			 "movdqu 112(%[in]), %%xmm7\n\t"
+			 "1:\n\t"
+			 "pause\n\t"
+			 "cmpl $0, (%[flag])\n\t"
+			 "je 1b\n\t"
+			 "movdqu %%xmm0, 0(%[out])\n\t"
+			 "movdqu %%xmm1, 16(%[out])\n\t"
+			 "movdqu %%xmm2, 32(%[out])\n\t"
+			 "movdqu %%xmm3, 48(%[out])\n\t"
+			 "movdqu %%xmm4, 64(%[out])\n\t"
+			 "movdqu %%xmm5, 80(%[out])\n\t"
+			 "movdqu %%xmm6, 96(%[out])\n\t"
+			 "movdqu %%xmm7, 112(%[out])\n\t"
+			 :
+			 : [in] "r"(arch_in), [out] "r"(arch_out), [flag] "r"(&crt_trigger)
+			 : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "memory", "cc");
+}
+
+static int arch_spin(void)
+{
+	if (!__builtin_cpu_supports("sse2")) {
+		crt_log("no SSE2 on this CPU: xmm registers not checked");
+		crt_wait_trigger();
+		return 0;
+	}
+	sse2_spin();
 	return ARCH_WORDS;
 }
 #elif defined(__powerpc64__)
