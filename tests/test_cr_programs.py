@@ -171,19 +171,22 @@ def run_contract(binary: Path, work: Path, env: dict[str, str] | None = None,
             run.problems.append(f"pidfile holds {text!r}, not a pid line")
         else:
             run.pid = int(text)
-            run.problems += _detached_problems(run.pid, name, work)
-            if before_trigger:
-                before_trigger(run.pid, work)
-            os.kill(run.pid, signal.SIGTERM)
-            deadline = time.monotonic() + VERDICT_TIMEOUT
-            while not outfile.exists() and time.monotonic() < deadline:
-                time.sleep(0.05)
-            # the verdict comes last: the process ends right after writing it
-            while _alive(run.pid) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if _alive(run.pid):
-                run.problems.append("still running after its verdict")
-                os.kill(run.pid, signal.SIGKILL)
+            try:
+                run.problems += _detached_problems(run.pid, name, work)
+                if before_trigger:
+                    before_trigger(run.pid, work)
+                os.kill(run.pid, signal.SIGTERM)
+                deadline = time.monotonic() + VERDICT_TIMEOUT
+                while not outfile.exists() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                # the verdict comes last: the process ends right after writing it
+                while _alive(run.pid) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                if _alive(run.pid):
+                    run.problems.append("still running after its verdict")
+            finally:  # never leave a test program behind, whatever went wrong above
+                if _alive(run.pid):
+                    os.kill(run.pid, signal.SIGKILL)
     if outfile.exists():
         run.verdict = outfile.read_text()
     if leftovers := [p.name for p in work.glob("*.tmp.*")]:
