@@ -674,3 +674,26 @@ def test_config_text_and_included_files_are_kept(tmp_path: Path) -> None:
         "kernels/linux-6.1.yaml": (paths.KERNELS_DIR / "linux-6.1.yaml").read_text(),
         "suites/smoke/suite.yaml": (paths.SUITES_DIR / "smoke" / "suite.yaml").read_text(),
     }
+
+
+def test_suite_programs_are_expanded_and_a_glob_matching_nothing_is_reported(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from crlab import paths
+
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text("kernels: [linux-6.1]\ntargets: [x86_64]\nsuites: [cr]\n")
+    cr = load_config(cfg_file).suites["cr"]
+    assert cr.kind == "cr" and cr.engines == ("criu",)
+    assert {p.name for p in cr.program_common} == {"crtest.c"}
+    assert "crtest.c" not in {p.name for p in cr.programs} and len(cr.programs) >= 25
+
+    suites = tmp_path / "suites"
+    (suites / "mine").mkdir(parents=True)
+    (suites / "mine" / "suite.yaml").write_text("command: 'true'\nprograms:\n  sources: ['*.c']\n  common: [lib.c]\n")
+    monkeypatch.setattr(paths, "SUITES_DIR", suites)
+    cfg_file.write_text("kernels: [linux-6.1]\ntargets: [x86_64]\nsuites: [mine]\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg_file)
+    text = str(info.value)
+    assert "suite.yaml:3:" in text and "'*.c' matches no file" in text
+    assert "suite.yaml:4:" in text and "no file 'lib.c'" in text

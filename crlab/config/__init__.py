@@ -73,6 +73,9 @@ class SuiteConfig:
     kind: str = "tap"  # the job kind that runs it (crlab.jobkinds)
     engines: tuple[str, ...] = ()  # C/R engines: one job per engine; () for none
     consumers: tuple[str, ...] = ()  # kernels that restore what another kernel checkpointed
+    programs: tuple[Path, ...] = ()  # C sources built per target into bin/ (one program each)
+    program_common: tuple[Path, ...] = ()  # linked into every program
+    program_cflags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,7 @@ class _SuiteDef:
 
     suite_dir: Path
     spec: schema.SuiteFile
+    programs: dict[str, Any] = dataclasses.field(default_factory=dict)  # SuiteConfig's program fields
 
 
 def _source_key(path: Path) -> str:
@@ -422,7 +426,8 @@ class _Resolver:
                 name=name, suite=directory, suite_dir=definition.suite_dir, command=spec.command,
                 files=tuple(spec.files or ()), transport=given.transport or spec.transport or "console",
                 timeout=given.timeout or spec.timeout or options.run_timeout, description=spec.description,
-                kind=spec.kind, engines=tuple(spec.engines or ()), consumers=consumers)
+                kind=spec.kind, engines=tuple(spec.engines or ()), consumers=consumers,
+                **definition.programs)
         return names, suites
 
     def consumers(self, loc: Loc, kernel_names: list[str]) -> tuple[str, ...] | None:
@@ -457,9 +462,34 @@ class _Resolver:
                 doc.fail(("files", i), f"no file '{doc.get(('files', i))}' in the suite directory",
                          f"files are relative to {display(suite_dir)}")
             spec = doc.valid((), schema.SUITE_FILE) if doc else None
-            if spec is not None and not missing:
-                self.suite_defs[suite] = _SuiteDef(suite_dir, spec)
+            programs = self.programs(doc, suite_dir, spec) if doc and spec else {}
+            if spec is not None and not missing and programs is not None:
+                self.suite_defs[suite] = _SuiteDef(suite_dir, spec, programs)
         return self.suite_defs[suite]
+
+    @staticmethod
+    def programs(doc: Any, suite_dir: Path, spec: schema.SuiteFile) -> dict[str, Any] | None:
+        """The suite's C programs as files: every glob must match, every common file exist."""
+        if spec.programs is None:
+            return {}
+        common = [(suite_dir / name).resolve() for name in spec.programs.common]
+        ok = True
+        for i, path in enumerate(common):
+            if not path.is_relative_to(suite_dir) or not path.is_file():
+                doc.fail(("programs", "common", i), f"no file '{spec.programs.common[i]}' in the suite directory")
+                ok = False
+        sources: list[Path] = []
+        for i, pattern in enumerate(spec.programs.sources):
+            found = sorted(p.resolve() for p in suite_dir.glob(pattern)
+                           if p.is_file() and p.resolve().is_relative_to(suite_dir) and p.resolve() not in common)
+            if not found:
+                doc.fail(("programs", "sources", i), f"'{pattern}' matches no file in the suite directory")
+                ok = False
+            sources += [p for p in found if p not in sources]
+        if not ok:
+            return None
+        return {"programs": tuple(sources), "program_common": tuple(common),
+                "program_cflags": tuple(spec.programs.cflags)}
 
     # --- matrix -----------------------------------------------------------------------------
 

@@ -289,6 +289,14 @@ SuiteItem: TypeAlias = Annotated[Annotated[Name, Tag("~name")] | Annotated[Suite
                                  Discriminator(_by_shape)]
 
 
+class SuitePrograms(Strict):
+    """C programs the build layer cross-compiles statically per target into the suite's bin/."""
+
+    sources: list[NonEmptyStr]  # globs relative to the suite directory; one program per file
+    common: list[NonEmptyStr] = []  # linked into every program (and not a program itself)
+    cflags: list[NonEmptyStr] = []
+
+
 class SuiteFile(Strict):
     """suites/<name>/suite.yaml"""
 
@@ -299,6 +307,7 @@ class SuiteFile(Strict):
     transport: Transport | None = None
     kind: JobKind = "tap"
     engines: list[EngineName] | None = None
+    programs: SuitePrograms | None = None
 
 
 class Matrix(Strict):
