@@ -62,6 +62,10 @@ class BuiltKernel:
     def uts_version(self) -> str:
         return str(self.metadata.get("uts_version", ""))
 
+    @property
+    def image_sha256(self) -> str:
+        return str(self.metadata.get("image_sha256", ""))
+
 
 # the orchestrator's name for runner.cancel_all (kept while it still calls it by this name)
 terminate_running = runner.cancel_all
@@ -377,8 +381,10 @@ def make_env(profile: TargetProfile, cache: Cache, base_dir: Path | None = None
     paths under it relative in ccache's hashes, so another workspace hits the same entries.
     """
     env = dict(os.environ)
+    # the inode cache keeps the hashes of headers that depend mode would otherwise hash again for
+    # every object; uncompressed entries save the compressor's time on a cold build
     env.update(ARCH=profile.arch, CROSS_COMPILE=profile.cross_compile, CCACHE_DIR=str(cache.ccache_dir),
-               CCACHE_DEPEND="1", CCACHE_NOHASHDIR="1")
+               CCACHE_DEPEND="1", CCACHE_NOHASHDIR="1", CCACHE_INODECACHE="1", CCACHE_NOCOMPRESS="1")
     if base_dir is not None:
         env["CCACHE_BASEDIR"] = str(base_dir)
     make_vars = [f"ARCH={profile.arch}", f"CROSS_COMPILE={profile.cross_compile}"]
