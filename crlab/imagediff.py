@@ -33,6 +33,11 @@ class Rules:
     pid_keys: tuple[str, ...] = ()  # keys whose values are pids (or lists of pids)
     pid_file: str = ""  # the file that lists the process tree
     pid_file_pattern: str = r"-(\d+)\.img$"  # file names that carry a pid
+    # lists compared by an identity key instead of by position: {"vmas": "start"} reports an added
+    # or removed mapping once instead of shifting every mapping after it
+    keyed_lists: tuple[tuple[str, str], ...] = ()
+    # objects whose "name" matches a pattern lose these keys (a log file's offset grows as it is written)
+    volatile_by_name: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -67,17 +72,21 @@ def _short(value: Any, limit: int = 80) -> str:
 
 
 def pid_map(tree: Tree, rules: Rules) -> dict[int, str]:
-    """Every pid of the image's process tree -> a name that does not depend on pid allocation."""
+    """Every pid of the image's process tree -> a name that does not depend on the pid's value.
+
+    Processes are named by the rank of their pid (P0 is the lowest): pids are handed out in
+    increasing order, so the rank survives an engine that does not restore the same numbers, and
+    it does not depend on the order in which the engine lists the tree.  Threads are named after
+    their process."""
     files = tree.get("files", {})
     entries = files.get(rules.pid_file, {}).get("entries", []) if rules.pid_file else []
-    mapping: dict[int, str] = {}
-    for index, entry in enumerate(entries):
+    pids = sorted(e["pid"] for e in entries if isinstance(e.get("pid"), int))
+    mapping = {pid: f"P{rank}" for rank, pid in enumerate(pids)}
+    for entry in entries:
         pid = entry.get("pid")
-        if isinstance(pid, int):
-            mapping.setdefault(pid, f"P{index}")
-        for t_index, tid in enumerate(entry.get("threads", []) or []):
-            if isinstance(tid, int) and tid != pid:
-                mapping.setdefault(tid, f"P{index}.T{t_index}")
+        threads = sorted(t for t in entry.get("threads", []) or [] if isinstance(t, int) and t != pid)
+        for rank, tid in enumerate(threads, 1):
+            mapping.setdefault(tid, f"{mapping.get(pid, 'P?')}.T{rank}")
     return mapping
 
 
@@ -102,10 +111,21 @@ def normalise(tree: Tree, rules: Rules) -> Tree:
 
 def _walk(node: Any, path: str, rules: Rules, pids: dict[int, str], numbering: dict[str, dict[Any, int]]) -> Any:
     if isinstance(node, dict):
-        result = {}
+        result: dict[str, Any] = {}
+        dropped: tuple[str, ...] = ()
+        name = node.get("name")
+        if isinstance(name, str):
+            dropped = tuple(k for pattern, keys in rules.volatile_by_name if re.search(pattern, name) for k in keys)
+        keyed = dict(rules.keyed_lists)
         for key, value in node.items():
             child = f"{path}/{key}"
-            if any(fnmatch.fnmatchcase(child, glob) for glob in rules.drop_paths):
+            if key in dropped or any(fnmatch.fnmatchcase(child, glob) for glob in rules.drop_paths):
+                continue
+            if key in keyed and isinstance(value, list) and all(isinstance(v, dict) and keyed[key] in v
+                                                                 for v in value):
+                ident = keyed[key]
+                named = {_ident(_map_pids(v[ident], pids) if ident in rules.pid_keys else v[ident]): v for v in value}
+                result[key] = {name: _walk(v, f"{child}/{name}", rules, pids, numbering) for name, v in named.items()}
                 continue
             if key in rules.pid_keys:
                 result[key] = _map_pids(value, pids)
@@ -118,6 +138,10 @@ def _walk(node: Any, path: str, rules: Rules, pids: dict[int, str], numbering: d
     if isinstance(node, list):
         return [_walk(item, f"{path}/{index}", rules, pids, numbering) for index, item in enumerate(node)]
     return node
+
+
+def _ident(value: Any) -> str:
+    return f"{value:#x}" if isinstance(value, int) else str(value)
 
 
 def _map_pids(value: Any, pids: dict[int, str]) -> Any:

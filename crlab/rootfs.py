@@ -36,7 +36,24 @@ def _tree_digest(root: Path) -> list[tuple[str, str, int]]:
     return out
 
 
-def rootfs_key(profile: TargetProfile, suite: SuiteConfig | None, busybox: Path, dropbear: Path | None) -> str:
+def suite_extras(profile: TargetProfile, suite: SuiteConfig | None, cache: Cache) -> tuple[Path | None, list[Path]]:
+    """What a suite adds beyond its files: its C programs built for the target (a bin/ directory),
+    and the trees of the C/R engines it runs that the target has (e.g. criu and its libraries)."""
+    if suite is None:
+        return None, []
+    programs = None
+    if suite.programs:
+        programs = userland.build_static_programs(profile, list(suite.programs), cache,
+                                                  extra_cflags=suite.program_cflags,
+                                                  common_sources=suite.program_common)
+    from crlab.engines import get_engine
+
+    trees = [get_engine(name).guest_tree(profile, cache) for name in suite.engines if name in profile.engines]
+    return programs, trees
+
+
+def rootfs_key(profile: TargetProfile, suite: SuiteConfig | None, busybox: Path, dropbear: Path | None,
+               extras: tuple[Path | None, list[Path]] = (None, [])) -> str:
     suite_files = []
     if suite is not None:
         suite_files = [(name, hash_file(suite.suite_dir / name)) for name in suite.files]
@@ -47,13 +64,17 @@ def rootfs_key(profile: TargetProfile, suite: SuiteConfig | None, busybox: Path,
         "dropbear": str(dropbear) if dropbear else None,  # entry paths are content keys already
         "suite": suite.suite if suite else None,
         "suite_files": suite_files,
+        # cache entry paths are content keys of their own
+        "programs": str(extras[0]) if extras[0] else None,
+        "engine_trees": [str(tree) for tree in extras[1]],
     })
 
 
 def build_rootfs(profile: TargetProfile, suite: SuiteConfig | None, cache: Cache, with_ssh: bool = True) -> Rootfs:
     busybox = userland.busybox(profile, cache)
     dropbear = userland.dropbear(profile, cache) if with_ssh else None
-    key = rootfs_key(profile, suite, busybox, dropbear)
+    extras = suite_extras(profile, suite, cache)
+    key = rootfs_key(profile, suite, busybox, dropbear, extras)
 
     def build(scratch: Path) -> None:
         archive = CpioWriter()
@@ -74,6 +95,13 @@ def build_rootfs(profile: TargetProfile, suite: SuiteConfig | None, cache: Cache
             for name in suite.files:
                 source = suite.suite_dir / name
                 archive.add_file(f"{target_dir}/{name}", source, mode=source.stat().st_mode & 0o777)
+            programs, engine_trees = extras
+            if programs is not None:
+                archive.add_dir(f"{target_dir}/bin")
+                for program in sorted(programs.iterdir()):
+                    archive.add_file(f"{target_dir}/bin/{program.name}", program, mode=0o755)
+            for tree in engine_trees:
+                archive.add_tree(tree)
         archive.write(scratch / "initramfs.cpio.gz")
 
     what = f"rootfs for {profile.name}" + (f" with suite {suite.suite}" if suite else "")

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
+from crlab.cache import Cache
 from crlab.guest.shell import Shell
 from crlab.targets import TargetProfile
 
@@ -47,6 +48,10 @@ class Engine(Protocol):
 
     def unsupported_reason(self, profile: TargetProfile) -> str | None:
         """None when the engine runs on this target, else why not (e.g. CRIU has no i386 port)."""
+        ...
+
+    def guest_tree(self, profile: TargetProfile, cache: Cache) -> Path:
+        """A directory tree merged into the guest's root: the engine's programs and libraries."""
         ...
 
     def version(self, shell: Shell) -> str: ...

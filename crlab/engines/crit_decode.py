@@ -11,6 +11,7 @@ Page contents (pages-*.img) are raw memory: they are summarised by size and sha2
 import hashlib
 import json
 import os
+import struct
 import sys
 
 
@@ -39,12 +40,38 @@ class _Reader:
         return self.fh.seek(*args)
 
 
+def _load_ipc_shm(reader, images):
+    """IPCNS_SHM entries, as CRIU 3.17 writes them: the segment's bytes follow an entry inline unless
+    it says in_pagemaps (then they are in a pagemap-shm/pages pair), which pycriu 3.17 does not know."""
+    from pycriu.images import pb, pb2dict
+
+    entries = []
+    while True:
+        head = reader.read(4)
+        if not head:
+            return entries
+        (length,) = struct.unpack("<I" if sys.byteorder == "little" else ">I", head)
+        entry = pb.ipc_shm_entry()
+        entry.ParseFromString(reader.read(length))
+        decoded = pb2dict.pb2dict(entry)
+        if not entry.in_pagemaps and entry.size:
+            data = reader.read((entry.size + 3) & ~3)
+            decoded["data_sha256"] = hashlib.sha256(data[: entry.size]).hexdigest()
+        entries.append(decoded)
+
+
 def _load(path, images):
     size = os.path.getsize(path)
     with open(path, "rb") as fh:
         reader = _Reader(fh, size)
         try:
-            image = images.load(reader, pretty=False)
+            if os.path.basename(path).startswith("ipcns-shm-"):
+                magic = reader.read(8)
+                if len(magic) != 8:
+                    raise Truncated(f"wanted 8 bytes of magic at offset 0, the file ends at {size}")
+                image = {"magic": "IPCNS_SHM", "entries": _load_ipc_shm(reader, images)}
+            else:
+                image = images.load(reader, pretty=False)
         except images.MagicException as exc:
             raise ValueError(f"offset 0: not a CRIU image (unknown magic 0x{exc.magic & 0xFFFFFFFF:08x})") from None
         except Truncated as exc:

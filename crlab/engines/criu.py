@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from crlab.cache import Cache
 from crlab.engines import ENGINES
 from crlab.engines.base import CheckpointOptions, EngineResult, ImageError, timed_run
 from crlab.guest.shell import Shell
@@ -34,17 +35,21 @@ RULES = Rules(
     drop_files=("stats-*.img", "irmap-cache.img"),
     drop_paths=(
         "inventory.img/entries/*/dump_uptime",  # when the dump was taken
-        "*/thread_info/gpregs/*",  # the registers of a task stopped at a different instruction
+        "*/thread_info/gpregs/*",  # the registers of a task stopped at another instruction
         "*/thread_info/fpregs/*",
-        "*/tc/timers/*/isec", "*/tc/timers/*/iusec",  # remaining time of itimers (intervals are kept)
-        "*/tc/timers/*/*/isec", "*/tc/timers/*/*/iusec",
+        "*/tc/timers/*/vsec", "*/tc/timers/*/vusec",  # the time left on an itimer (intervals are kept)
         "*/posix_timers/*/vsec", "*/posix_timers/*/vnsec", "*/posix_timers/*/overrun",
+        "timens-*.img/entries/*/monotonic", "timens-*.img/entries/*/boottime",  # clock offsets taken at dump
         "*/restart_block*",
     ),
-    renumber_keys=("ino", "pipe_id", "mnt_id", "s_dev", "dev", "rdev", "root_cg_set", "cg_set", "peer",
-                   "fifo_id", "shmid", "key_id"),
+    renumber_keys=("ino", "inode", "pipe_id", "mnt_id", "s_dev", "dev", "rdev", "root_cg_set", "cg_set", "peer",
+                   "fifo_id", "shmid", "key_id", "cwd_id", "root_id", "files_id", "fs_id", "sighand_id", "vm_id"),
     pid_keys=("pid", "ppid", "pgid", "sid", "threads", "tid", "real_pid"),
     pid_file="pstree.img",
+    # mappings by address; the process tree by (mapped) pid, since CRIU lists it in no fixed order
+    keyed_lists=(("vmas", "start"), ("entries", "pid")),
+    # the tests' own log files are written between the two checkpoints
+    volatile_by_name=((r"\.log$", ("pos", "size")),),
 )
 
 
@@ -56,6 +61,14 @@ class CriuEngine:
         if "criu" in profile.engines:
             return None
         return f"CRIU has no port for {profile.name} (CRIU runs on x86_64 and ppc64le here)"
+
+    def guest_tree(self, profile: TargetProfile, cache: Cache) -> Path:
+        """Debian's criu for the target with its shared-library closure (crit's Python stays out)."""
+        from crlab.userland import DEFAULT_PRUNE, packages_with_libraries
+
+        return packages_with_libraries(profile, list(GUEST_PACKAGES), cache, exclude=GUEST_EXCLUDE,
+                                       prune=(*DEFAULT_PRUNE, "usr/lib/python3*", "usr/bin/crit", "usr/bin/compel",
+                                              "usr/lib/*/compel", "usr/include"))
 
     def version(self, shell: Shell) -> str:
         result = shell.run(f"{GUEST_CRIU} --version", timeout=60)

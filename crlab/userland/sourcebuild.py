@@ -213,19 +213,21 @@ def dropbear_recipe(profile: TargetProfile, apt: Apt) -> Recipe:
 
 
 def build_static_programs(profile: TargetProfile, sources: list[Path], cache: Cache,
-                          extra_cflags: Sequence[str] = ()) -> Path:
+                          extra_cflags: Sequence[str] = (), common_sources: Sequence[Path] = ()) -> Path:
     """A directory of static programs for the target, one per C file (named after it without .c),
-    built with the target's Debian cross gcc and cached by the content of the sources, the headers
-    beside them, the flags and the toolchain's version."""
+    built with the target's Debian cross gcc and cached by the content of the sources, the files
+    linked into every program (`common_sources`), the headers beside them, the flags and the
+    toolchain's version."""
     what = f"static programs ({', '.join(p.name for p in sources)}) for {profile.name}"
     names = [p.stem for p in sources]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise UserlandError(f"{what}: two sources would make the same program: {', '.join(duplicates)}")
-    headers = sorted({h for src in sources for h in src.parent.glob("*.h")})
+    headers = sorted({h for src in [*sources, *common_sources] for h in src.parent.glob("*.h")})
     cflags = [*STATIC_PROGRAM_CFLAGS, *extra_cflags]
     inputs = {
         "sources": [[p.name, hash_file(p)] for p in sources],
+        "common": [[p.name, hash_file(p)] for p in common_sources],
         "headers": [[p.name, hash_file(p)] for p in headers],
         "cflags": cflags,
         "cross_compile": profile.cross_compile,
@@ -236,13 +238,13 @@ def build_static_programs(profile: TargetProfile, sources: list[Path], cache: Ca
     def recipe(scratch: Path, job: Job) -> None:
         copies = scratch / "src"
         copies.mkdir()
-        for path in [*sources, *headers]:  # compile what was hashed, even if the originals change now
+        for path in [*sources, *common_sources, *headers]:  # compile what was hashed, even if it changes now
             shutil.copyfile(path, copies / path.name)
         (scratch / "bin").mkdir()
         # no build lock: a few small files, and a C/R suite should not wait for a kernel build
         for src in sources:
-            run([f"{profile.cross_compile}gcc", *cflags, "-Isrc", "-o", f"bin/{src.stem}", f"src/{src.name}"],
-                what=what, job=job, cwd=scratch)
+            run([f"{profile.cross_compile}gcc", *cflags, "-Isrc", "-o", f"bin/{src.stem}", f"src/{src.name}",
+                 *(f"src/{c.name}" for c in common_sources)], what=what, job=job, cwd=scratch)
 
     entry = static_artifact(profile, "static-programs", inputs, recipe, [f"bin/{n}" for n in names], cache, what)
     return entry / "bin"
