@@ -108,7 +108,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                                config_sources=cfg.sources)
     run.mark_running()
     progress = make_progress(plain=args.plain or None)
-    orchestrator = Orchestrator(cfg, run, progress, Cache(), retry_test_failures=args.retry_failures)
+    orchestrator = Orchestrator(cfg, run, progress, Cache(notify=progress.note),
+                                retry_test_failures=args.retry_failures)
     previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     interrupted = False
     try:
@@ -136,10 +137,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"  {name}: {path}")
     if interrupted:
         print(f"interrupted: finished jobs are kept; continue with `harness.py run --resume {run.run_id}`")
-        # everything is recorded; do not wait for worker threads still inside a long build step
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(EXIT_INCOMPLETE)
+        return EXIT_INCOMPLETE  # every guest and build command was stopped: the workers have returned
     return exit_code(results)
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import shlex
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -224,6 +225,7 @@ class CrSuite(_CrBase):
         tests, known, engine, why_not = self._setup(ctx)
         results: list[TestResult] = []
         with ctx.boot(min_memory_mb=self.min_memory_mb) as guest:
+            started = time.monotonic()
             ctx.stage("run", f"{len(tests)} C/R tests")
             bin_dir = ctx.suite_dir_in_guest + "/bin"
             if engine is not None:
@@ -240,6 +242,7 @@ class CrSuite(_CrBase):
                     continue
                 results += self._one(ctx, guest, engine, bin_dir, test, expectation, reason, known)
             oops = guest.kernel_oops()
+            ctx.timings["run_s"] = round(time.monotonic() - started, 2)
         outcome = self._verdict(results, why_not)
         if oops:
             outcome.status, outcome.failure = Status.FAIL, FailureClass.KERNEL_OOPS

@@ -24,6 +24,7 @@ from pathlib import Path
 import paramiko
 
 from crlab import kernel as kstages
+from crlab import runner
 from crlab.cache import Cache
 from crlab.config import MatrixConfig
 from crlab.guest import lifecycle
@@ -258,7 +259,7 @@ class Orchestrator:
         """Stop: kill every guest and build so that the workers return quickly."""
         self.stop.set()
         lifecycle.kill_all()
-        kstages.terminate_running()
+        runner.cancel_all()  # kernel, userland and program builds alike
 
     def _interrupted(self, spec: JobSpec) -> JobResult:
         result = JobResult(spec, Status.INCOMPLETE, FailureClass.INTERRUPTED, message="the run was interrupted")
