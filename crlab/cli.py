@@ -243,6 +243,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from crlab.buildbench import main as bench_build
 
         return bench_build([*(["--target", args.targets[0]] if args.targets else [])])
+    if args.what == "cr":
+        from crlab.crbench import main as bench_cr
+
+        return bench_cr([*(["--config", args.config] if args.config != str(REPO_ROOT / "configs" / "targets.yaml")
+                           else []), *(["--run-dir", args.run_dir] if args.run_dir else [])])
     from crlab.bench import bench_boot
 
     cfg = _load(Path(args.config))
@@ -313,9 +318,10 @@ def build_parser() -> argparse.ArgumentParser:
     selftest.add_argument("pytest_args", nargs=argparse.REMAINDER)
     selftest.set_defaults(func=cmd_selftest)
 
-    bench = sub.add_parser("bench", help="benchmarks: `bench boot` (boot-to-prompt vs bare QEMU), "
-                           "`bench build` (kernel build vs plain make)")
-    bench.add_argument("what", choices=["boot", "build"])
+    bench = sub.add_parser("bench", help="benchmarks: `bench boot` (boot-to-prompt vs bare QEMU), `bench build` "
+                           "(kernel build vs plain make), `bench cr` (C/R times, image decode throughput)")
+    bench.add_argument("what", choices=["boot", "build", "cr"])
+    bench.add_argument("--run-dir", help="bench cr: summarise this run instead of running the matrix")
     bench.add_argument("--config", default=str(REPO_ROOT / "configs" / "targets.yaml"))
     bench.add_argument("--targets", nargs="*")
     bench.add_argument("--rounds", type=int, default=3)

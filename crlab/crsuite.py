@@ -16,6 +16,7 @@ verify), so each program is proven on every arch; its C/R results say why they d
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
 import time
@@ -145,9 +146,12 @@ class TestProcess:
 
 
 def decode_and_keep(engine: Engine, image_dir: Path) -> dict[str, Any]:
-    """Decode an image fetched to the host, keep the decoded tree beside it, drop big page dumps."""
+    """Decode an image fetched to the host, keep the decoded tree beside it, drop big page dumps
+    (unless CRLAB_KEEP_IMAGES is set, as the C/R benchmark does)."""
     tree = engine.decode(image_dir)
     (image_dir.parent / f"{image_dir.name}.decoded.json").write_text(json.dumps(tree, indent=1, sort_keys=True))
+    if os.environ.get("CRLAB_KEEP_IMAGES"):
+        return tree
     for pages in image_dir.glob("pages-*.img"):
         if pages.stat().st_size > KEEP_PAGES_UP_TO:
             pages.unlink()  # its per-run sha256 is in the decoded tree
