@@ -25,11 +25,10 @@ import paramiko
 
 from crlab import kernel as kstages
 from crlab import runner
-from crlab.cache import Cache
+from crlab.cache import Cache, hash_file
 from crlab.config import MatrixConfig
 from crlab.guest import lifecycle
 from crlab.guest.lifecycle import Guest, GuestFailure, GuestSpec
-from crlab.guest.qemu import qemu_version
 from crlab.guest.ssh import generate_client_key
 from crlab.jobkinds import JobKind, KindOutcome, get_kind
 from crlab.model import FailureClass, JobResult, JobSpec, Status
@@ -44,8 +43,6 @@ from crlab.userland import UserlandError
 INFRA_RETRYABLE = frozenset({FailureClass.BOOT_HANG, FailureClass.QEMU_EXIT, FailureClass.TIMEOUT,
                              FailureClass.TRANSPORT})
 TEST_RETRYABLE = frozenset({FailureClass.TEST})
-
-LOGS_PER_ATTEMPT = ("console.log", "qemu.stderr", "suite.log")
 
 
 class Interrupted(Exception):
@@ -143,7 +140,7 @@ class Job:
         shutil.copy2(built.dir / "metadata.json", log_dir / "kernel-metadata.json")
         facts = {"kernel_key": built.key, "kernel_cached": built.cached, "kernel_release": built.release,
                  "uts_version": built.uts_version, "toolchain": built.metadata.get("toolchain"),
-                 "image_sha256": built.metadata.get("image_sha256"),
+                 "image_sha256": built.metadata.get("image_sha256"), "config_sha256": hash_file(built.config),
                  "build_warnings": len(built.metadata.get("warnings", []))}  # type: ignore[arg-type]
         if primary:
             self.result.timings["build_s"] = float(built.metadata.get("build_s", 0.0))  # type: ignore[arg-type]
@@ -167,10 +164,6 @@ class Job:
         built = self.kernel(kernel)
         rootfs = self.rootfs()
         guest_dir = self._job_dir / label if label else self._job_dir
-        if self.attempt > 1:  # keep the earlier attempt's logs beside the new ones
-            for name in LOGS_PER_ATTEMPT:
-                if (guest_dir / name).exists():
-                    (guest_dir / name).rename(guest_dir / f"{name}.attempt{self.attempt - 1}")
         use_ssh = self.spec.transport == "ssh"
         profile = self.profile
         if profile.memory_mb < min_memory_mb:
@@ -185,7 +178,8 @@ class Job:
         prefix = f"{label}_" if label else ""
         info: dict[str, object] = {}
         try:
-            with lifecycle.guest(spec, on_boot=lambda: self.stage("boot", detail), info=info) as guest:
+            with lifecycle.guest(spec, on_boot=lambda: self.stage("boot", detail), info=info,
+                                 attempt=self.attempt) as guest:
                 self.result.timings[f"{prefix}boot_s"] = round(guest.boot.seconds_to_prompt, 2)
                 yield guest
         finally:
@@ -272,13 +266,11 @@ class Orchestrator:
         started = time.monotonic()
         job_dir = self.run.job_dir(spec)
         result = JobResult(spec)
-        profile = self.cfg.targets[spec.target]
         suite = self.cfg.suites[spec.suite]
-        result.info.update({"transport": spec.transport, "cpu": profile.cpu, "machine": profile.machine,
-                            "smp": profile.smp, "qemu": qemu_version(profile.qemu_binary)})
+        result.info.update({"transport": spec.transport})
         job = Job(self, spec, result, job_dir)
         try:
-            kind = get_kind(getattr(suite, "kind", "tap"))
+            kind = get_kind(suite.kind)
             job.kernel()  # deterministic stages first: a build failure is never retried
             job.rootfs()
             for attempt in range(1, self.cfg.options.retries + 2):

@@ -19,7 +19,7 @@ import paramiko
 
 from crlab.guest.console import ConsoleShell
 from crlab.guest.ports import reserve_port
-from crlab.guest.qemu import PANIC, BootFailure, BootInfo, MachineConfig, QemuMachine, find_oops
+from crlab.guest.qemu import PANIC, BootFailure, BootInfo, MachineConfig, QemuMachine, find_oops, qemu_version
 from crlab.guest.shell import CommandTimeout, GuestError, GuestGone, Shell, TransportError
 from crlab.guest.ssh import SshShell, generate_client_key, public_line
 from crlab.model import FailureClass, Status
@@ -27,6 +27,7 @@ from crlab.rootfs import Rootfs, job_initrd
 from crlab.targets import TargetProfile
 
 TRANSPORTS = ("console", "ssh")
+LOGS = ("console.log", "qemu.stderr", "suite.log")  # what a guest leaves in its job directory
 
 
 class GuestFailure(Exception):
@@ -136,16 +137,20 @@ def kill_all() -> None:
 
 @contextlib.contextmanager
 def guest(spec: GuestSpec, on_boot: Callable[[], object] | None = None,
-          info: dict[str, object] | None = None) -> Iterator[Guest]:
+          info: dict[str, object] | None = None, attempt: int = 1) -> Iterator[Guest]:
     """Start a guest and yield it with a shell; any guest error inside becomes a classified GuestFailure.
 
     `info` (the guest's facts: QEMU command line, whether it shut down cleanly) is filled in even
-    when the boot fails."""
+    when the boot fails.  A later `attempt` keeps the earlier attempt's logs beside the new ones."""
     if spec.transport not in TRANSPORTS:
         raise ValueError(f"unknown transport {spec.transport!r}")
     use_ssh = spec.transport == "ssh"
     with_net = use_ssh if spec.network is None else spec.network
     spec.job_dir.mkdir(parents=True, exist_ok=True)
+    if attempt > 1:
+        for name in LOGS:
+            if (spec.job_dir / name).exists():
+                (spec.job_dir / name).rename(spec.job_dir / f"{name}.attempt{attempt - 1}")
     key = spec.ssh_key
     if use_ssh and key is None:
         key = generate_client_key(spec.job_dir / "ssh" / "id_ecdsa")
@@ -154,6 +159,8 @@ def guest(spec: GuestSpec, on_boot: Callable[[], object] | None = None,
     machine: QemuMachine | None = None
     shell: Shell | None = None
     info = {} if info is None else info
+    info.update({"qemu": qemu_version(spec.profile.qemu_binary), "cpu": spec.profile.cpu,
+                 "machine": spec.profile.machine, "smp": spec.profile.smp, "memory_mb": spec.profile.memory_mb})
     try:
         if use_ssh:
             assert spec.port_dir is not None, "an SSH guest needs a port reservation directory"
