@@ -37,6 +37,9 @@ from crlab.paths import SUITES_DIR
 
 GUEST_WORK = "/tmp/cr"  # per-test working directories in the guest (tmpfs)
 READY_TIMEOUT = 120.0
+# how long the sleeping tests wait after ready: the checkpoint must fall inside it (a CRIU dump
+# takes well under a second here), and it is paid once per sleeping test
+SLEEP_MS = 5000
 VERDICT_TIMEOUT = 300.0
 KEEP_PAGES_UP_TO = 4 << 20  # larger page dumps are kept as their hashes only (in the decoded tree)
 
@@ -105,7 +108,8 @@ class TestProcess:
         """Start and wait until ready; '' on success, else why it did not get ready."""
         w = shlex.quote(self.work)
         result = self.shell.run(f"rm -rf {w} && mkdir -p {w} && cd {w} && "
-                                f"{shlex.quote(self.binary)} --outfile out --pidfile pid", timeout=READY_TIMEOUT)
+                                f"CRTEST_SLEEP_MS={SLEEP_MS} {shlex.quote(self.binary)} --outfile out --pidfile pid",
+                                timeout=READY_TIMEOUT)
         if result.exit_status != 0:
             return f"not ready (exit {result.exit_status}): {self.tail()}"
         pid = self.shell.run(f"cat {w}/pid", timeout=30).output.strip()
