@@ -124,7 +124,9 @@ def _walk(node: Any, path: str, rules: Rules, pids: dict[int, str], numbering: d
             if key in keyed and isinstance(value, list) and all(isinstance(v, dict) and keyed[key] in v
                                                                  for v in value):
                 ident = keyed[key]
-                named = {_ident(_map_pids(v[ident], pids) if ident in rules.pid_keys else v[ident]): v for v in value}
+                # walked in key order, so numbers renumbered inside do not depend on the list's order
+                ordered = sorted(value, key=lambda v: (type(v[ident]).__name__, v[ident]))
+                named = {_ident(_map_pids(v[ident], pids) if ident in rules.pid_keys else v[ident]): v for v in ordered}
                 result[key] = {name: _walk(v, f"{child}/{name}", rules, pids, numbering) for name, v in named.items()}
                 continue
             if key in rules.pid_keys:

@@ -43,11 +43,12 @@ RULES = Rules(
         "*/restart_block*",
     ),
     renumber_keys=("ino", "inode", "pipe_id", "mnt_id", "s_dev", "dev", "rdev", "root_cg_set", "cg_set", "peer",
-                   "fifo_id", "shmid", "key_id", "cwd_id", "root_id", "files_id", "fs_id", "sighand_id", "vm_id"),
+                   "fifo_id", "shmid", "key_id", "cwd_id", "root_id", "files_id", "fs_id", "sighand_id", "vm_id",
+                   "pages_id"),
     pid_keys=("pid", "ppid", "pgid", "sid", "threads", "tid", "real_pid"),
     pid_file="pstree.img",
     # mappings by address; the process tree by (mapped) pid, since CRIU lists it in no fixed order
-    keyed_lists=(("vmas", "start"), ("entries", "pid")),
+    keyed_lists=(("vmas", "start"), ("entries", "pid"), ("tfd", "tfd")),
     # the tests' own log files are written between the two checkpoints
     volatile_by_name=((r"\.log$", ("pos", "size")),),
 )
