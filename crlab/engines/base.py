@@ -108,6 +108,7 @@ def push_tree(shell: Shell, local_dir: Path, guest_dir: str, timeout: float = 60
         tar.add(local_dir, arcname=PurePosixPath(guest_dir).name)
     tar_guest = f"{guest_dir.rstrip('/')}.crlab.tar"
     parent = str(PurePosixPath(guest_dir).parent)
+    shell.run(f"mkdir -p {shlex.quote(parent)}", timeout=60)
     try:
         shell.put(local_tar, tar_guest)
     finally:

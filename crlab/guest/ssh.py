@@ -84,8 +84,11 @@ class SshShell:
         channel.exec_command(command)
         try:
             if stdin_data is not None:
-                channel.sendall(stdin_data)
-                channel.shutdown_write()
+                try:
+                    channel.sendall(stdin_data)
+                    channel.shutdown_write()
+                except OSError:
+                    pass  # the command ended without reading all of it: its output and status say why
             chunks = []
             deadline = time.monotonic() + timeout
             while True:
