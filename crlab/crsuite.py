@@ -91,6 +91,23 @@ def known_differences(suite_dir: Path) -> list[imagediff.KnownDifference]:
     return imagediff.load_known(suite_dir / "known-differences.yaml")
 
 
+def known_incompatible(suite_dir: Path, test: str, producer: str, consumer: str, target: str,
+                       engine: str) -> str | None:
+    """The reason a (producer -> consumer) restore of `test` is expected to fail, from
+    known-incompatible.yaml (entries: test, reason, and optionally producer, consumer, target, engine)."""
+    path = suite_dir / "known-incompatible.yaml"
+    if not path.exists():
+        return None
+    for entry in yaml.safe_load(path.read_text()) or []:
+        wanted = {"test": test, "producer": producer, "consumer": consumer, "target": target, "engine": engine}
+        if all(entry.get(k) in (None, v) for k, v in wanted.items()):
+            reason = str(entry.get("reason", "")).strip()
+            if not reason:
+                raise ValueError(f"{path}: the entry for {entry.get('test')} has no reason")
+            return reason
+    return None
+
+
 # --------------------------------------------------------------------------- guest-side steps
 
 
@@ -385,6 +402,14 @@ class CrossKernel(_CrBase):
                     continue
                 ctx.stage("run", f"{test.name}: restore on {consumer}")
                 outcome, result = self._consume(ctx, target.shell, engine, test, carried[test.name], known)
+                reason = known_incompatible(ctx.suite_dir, test.name, ctx.kernel_name, consumer, ctx.target,
+                                            engine.name)
+                if reason and outcome["outcome"] != COMPATIBLE:
+                    outcome = {"outcome": EXPECTED_INCOMPATIBLE, "detail": f"{reason} (seen: {outcome['detail']})"}
+                    result = TestResult(test.name, Status.SKIP, f"expected incompatible: {reason}")
+                elif reason:
+                    result = TestResult(test.name, Status.FAIL, f"listed as incompatible ({reason}) but compatible: "
+                                        "update known-incompatible.yaml")
                 outcomes[test.name] = outcome
                 results.append(result)
         self._matrix(ctx, [{"test": name, **facts} for name, facts in sorted(outcomes.items())])
