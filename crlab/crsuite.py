@@ -402,14 +402,15 @@ class CrossKernel(_CrBase):
                     continue
                 ctx.stage("run", f"{test.name}: restore on {consumer}")
                 outcome, result = self._consume(ctx, target.shell, engine, test, carried[test.name], known)
-                reason = known_incompatible(ctx.suite_dir, test.name, ctx.kernel_name, consumer, ctx.target,
+                incompatible = known_incompatible(ctx.suite_dir, test.name, ctx.kernel_name, consumer, ctx.target,
                                             engine.name)
-                if reason and outcome["outcome"] != COMPATIBLE:
-                    outcome = {"outcome": EXPECTED_INCOMPATIBLE, "detail": f"{reason} (seen: {outcome['detail']})"}
-                    result = TestResult(test.name, Status.SKIP, f"expected incompatible: {reason}")
-                elif reason:
-                    result = TestResult(test.name, Status.FAIL, f"listed as incompatible ({reason}) but compatible: "
-                                        "update known-incompatible.yaml")
+                if incompatible and outcome["outcome"] != COMPATIBLE:
+                    outcome = {"outcome": EXPECTED_INCOMPATIBLE,
+                               "detail": f"{incompatible} (seen: {outcome['detail']})"}
+                    result = TestResult(test.name, Status.SKIP, f"expected incompatible: {incompatible}")
+                elif incompatible:
+                    result = TestResult(test.name, Status.FAIL, f"listed as incompatible ({incompatible}) but "
+                                        "compatible: update known-incompatible.yaml")
                 outcomes[test.name] = outcome
                 results.append(result)
         self._matrix(ctx, [{"test": name, **facts} for name, facts in sorted(outcomes.items())])
