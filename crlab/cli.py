@@ -226,12 +226,15 @@ def cmd_shell(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- selftest / bench / report
 
 
+# the matrices the tests run: their host packages are installed before pytest starts
+SELFTEST_CONFIGS = ("configs/targets.yaml", "tests/data/cr/ci.yaml")
+
+
 def cmd_selftest(args: argparse.Namespace) -> int:
-    cfg = _load(REPO_ROOT / "configs" / "targets.yaml")
-    if cfg is None:
-        return EXIT_INCOMPLETE
-    if not ensure_host(cfg):
-        return EXIT_INCOMPLETE
+    for name in SELFTEST_CONFIGS:
+        cfg = _load(REPO_ROOT / name)
+        if cfg is None or not ensure_host(cfg):
+            return EXIT_INCOMPLETE
     cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--durations=15", *args.pytest_args]
     if not any(a.startswith("-n") for a in args.pytest_args):
         cmd += ["-n", "2", "--dist", "loadgroup"]

@@ -25,10 +25,17 @@ class HostReport:
         return not self.missing_packages
 
 
+HOST_ENGINE_PACKAGES = {"criu": ("criu", "python3")}
+
+
 def required_packages(targets: list[TargetProfile], debian_sources: list[str]) -> list[str]:
     wanted: list[str] = list(BASE_PACKAGES)
     for profile in targets:
         wanted += [*profile.toolchain_packages, profile.qemu_package]
+        # C/R images are decoded on the host with the engine's own tools (criu: pycriu, run by
+        # Debian's python3)
+        for engine in profile.engines:
+            wanted += HOST_ENGINE_PACKAGES.get(engine, ())
         if profile.busybox_from == "source" or profile.dropbear_from == "source":
             wanted += ["gcc", "make"]
     wanted += debian_sources
