@@ -35,8 +35,10 @@ RULES = Rules(
     drop_files=("stats-*.img", "irmap-cache.img"),
     drop_paths=(
         "inventory.img/entries/*/dump_uptime",  # when the dump was taken
-        "*/thread_info/gpregs/*",  # the registers of a task stopped at another instruction
-        "*/thread_info/fpregs/*",
+        # the registers of a task stopped at another instruction (x86: thread_info; others: ti_<arch>);
+        # the fpu_regs and counter_loop programs check their own register state after the restore
+        "*/thread_info/gpregs/*", "*/thread_info/fpregs/*",
+        "*/ti_*/gpregs/*", "*/ti_*/fpstate/*", "*/ti_*/vrstate/*", "*/ti_*/vsxstate/*",
         "*/tc/timers/*/vsec", "*/tc/timers/*/vusec",  # the time left on an itimer (intervals are kept)
         "*/posix_timers/*/vsec", "*/posix_timers/*/vnsec", "*/posix_timers/*/overrun",
         "timens-*.img/entries/*/monotonic", "timens-*.img/entries/*/boottime",  # clock offsets taken at dump
