@@ -9,6 +9,7 @@ console and over SSH alike.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import tarfile
@@ -127,11 +128,15 @@ def unpack_tar(archive: Path, dest: Path, strip: str) -> None:
             parts = PurePosixPath(member.name).parts
             if not parts or parts[0] != strip or ".." in parts or member.name.startswith("/"):
                 raise ImageError(f"{archive.name}: unexpected member {member.name!r}")
-            if not (member.isfile() or member.isdir()):
-                continue  # images are plain files; links and devices are not needed on the host
+            if not (member.isfile() or member.isdir() or member.isfifo()):
+                continue  # images and test files are plain files, directories and FIFOs; no links or devices
             target = dest.joinpath(*parts[1:]) if len(parts) > 1 else dest
             if member.isdir():
                 target.mkdir(parents=True, exist_ok=True)
+                continue
+            if member.isfifo():  # a test's FIFO must exist where the image says (CRIU reopens it)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.mkfifo(target, member.mode & 0o777)
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
             source = tar.extractfile(member)
