@@ -44,6 +44,7 @@ def test_two_clean_builds_of_the_same_inputs_give_the_same_image(matrix: MatrixC
     assert first.key == second.key
     for built in (first, second):
         assert hash_file(built.image) == built.metadata["image_sha256"]
+        assert built.metadata["kbuild"]["KBUILD_BUILD_HOST"] == f"crlab-{built.key[:12]}"  # type: ignore[index]
     assert second.metadata["image_sha256"] == first.metadata["image_sha256"], (
         f"{first.image} and {second.image} differ although built from the same inputs")
     assert (second.uts_version, second.release) == (first.uts_version, first.release)
