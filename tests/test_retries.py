@@ -58,3 +58,34 @@ options: {jobs: 1, retries: 1}
     assert first["failure"] == FailureClass.QEMU_EXIT.value and first["status"] == Status.INCOMPLETE.value
     job_dir = run.job_dir(cfg.jobs[0])
     assert "host forwarding" in (job_dir / "qemu.stderr.attempt1").read_text()
+
+
+def _failing_suite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A suite whose one test always fails, in a suites/ directory of the test's own."""
+    from crlab import paths
+
+    suites = tmp_path / "suites"
+    (suites / "failing").mkdir(parents=True)
+    (suites / "failing" / "suite.yaml").write_text(
+        "description: one check that always fails\ncommand: printf '1..1\\nnot ok 1 - boom\\n'\ntimeout: 60\n")
+    monkeypatch.setattr(paths, "SUITES_DIR", suites)
+    config = tmp_path / "failing.yaml"
+    config.write_text("kernels: [linux-6.1]\ntargets: [x86_64]\nsuites: [failing]\noptions: {jobs: 1, retries: 1}\n")
+    return config
+
+
+@pytest.mark.parametrize("retry_failures", [False, True])
+def test_a_failing_test_is_retried_only_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   retry_failures: bool) -> None:
+    require_qemu("qemu-system-x86_64")
+    config = _failing_suite(tmp_path, monkeypatch)
+    cfg = load_config(config)
+    store = ResultStore(tmp_path / "results")
+    run = store.create_run(config, cfg.digest, cfg.jobs, {})
+    [result] = Orchestrator(cfg, run, PlainProgress(), retry_test_failures=retry_failures).execute(cfg.jobs)
+    assert (result.status, result.failure) == (Status.FAIL, FailureClass.TEST), result.message
+    assert result.attempts == (2 if retry_failures else 1)
+    assert not result.info.get("flaky")
+    if retry_failures:
+        [first] = result.info["earlier_attempts"]
+        assert first["failure"] == "test" and first["tests"] == {"boom": "fail"}
