@@ -273,12 +273,14 @@ class Orchestrator:
             kind = get_kind(suite.kind)
             job.kernel()  # deterministic stages first: a build failure is never retried
             job.rootfs()
-            for attempt in range(1, self.cfg.options.retries + 2):
+            attempts = self.cfg.options.retries + 1
+            for attempt in range(1, attempts + 1):
                 job.attempt = result.attempts = attempt
                 outcome = self._attempt(kind, job)
                 result.status, result.failure, result.stage = outcome.status, outcome.failure, outcome.stage
                 result.message, result.tests = outcome.message, outcome.tests
-                if outcome.status == Status.PASS or outcome.failure not in self.retryable or self.stop.is_set():
+                if (outcome.status == Status.PASS or outcome.failure not in self.retryable or self.stop.is_set()
+                        or attempt == attempts):
                     break
                 history = result.info.setdefault("earlier_attempts", [])
                 assert isinstance(history, list)
