@@ -243,6 +243,7 @@ class CrSuite(_CrBase):
     """C -> R -> C on one kernel; with a consumer kernel, across two (CrossKernel)."""
 
     name = "cr"
+    takes_consumer = True  # a job with a consumer kernel restores there
 
     def run(self, ctx: JobContext) -> KindOutcome:
         if ctx.consumer:

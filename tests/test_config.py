@@ -464,7 +464,7 @@ targets:
 suites:
   - smoke
   - name: roundtrip
-    suite: smoke
+    suite: cr
     transport: ssh
     timeout: 100
     consumers:
@@ -509,9 +509,9 @@ def test_every_model_config_is_valid(tmp_path: Path) -> None:
     # include: everything of linux-6.1, and round trips restored on gitk over SSH; exclude smoke on ppc64
     assert [job.job_id for job in config.jobs] == [
         "linux-6.1/x86_64/smoke",
-        "linux-6.1>gitk/x86_64/roundtrip",
-        "linux-6.1>gitk/ppc64-distro/roundtrip",
-        *(f"{kernel}>gitk/{target}/roundtrip" for kernel in ("tar", "web", "mine")
+        "linux-6.1>gitk/x86_64/roundtrip@criu",
+        "linux-6.1>gitk/ppc64-distro/roundtrip@criu",
+        *(f"{kernel}>gitk/{target}/roundtrip@criu" for kernel in ("tar", "web", "mine")
           for target in ("x86_64", "ppc64-distro")),
     ]
     assert {job.transport for job in config.jobs if job.suite == "roundtrip"} == {"ssh"}
@@ -600,14 +600,14 @@ def test_consumers_give_one_job_per_other_kernel(tmp_path: Path) -> None:
           - {name: b, source: {debian: linux-source-6.1}, config: {base: tinyconfig}}
         targets: [x86_64]
         suites:
-          - {name: across, suite: smoke, consumers: [a, b]}
+          - {name: across, suite: cr, consumers: [a, b]}
         matrix:
           exclude:
             - {kernel: b, consumer: a}
         """)
     config = load_config(path)
     assert [(job.kernel, job.consumer) for job in config.jobs] == [("linux-6.1", "a"), ("linux-6.1", "b"), ("a", "b")]
-    assert config.jobs[0].job_id == "linux-6.1>a/x86_64/across"
+    assert config.jobs[0].job_id == "linux-6.1>a/x86_64/across@criu"
 
 
 def test_matrix_rules_on_transport(tmp_path: Path) -> None:

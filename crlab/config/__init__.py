@@ -120,6 +120,12 @@ def load_config(path: Path | str) -> MatrixConfig:
 # The second pass
 
 
+def _kind_restores_elsewhere(kind: str) -> bool:
+    from crlab.jobkinds import get_kind  # here: job kinds import the rootfs, which imports crlab.config
+
+    return bool(getattr(get_kind(kind), "takes_consumer", False))
+
+
 @dataclass(frozen=True)
 class _SuiteDef:
     """What a suites/<name>/suite.yaml says."""
@@ -422,6 +428,10 @@ class _Resolver:
             if definition is None or given is None or consumers is None or directory is None:
                 continue
             spec = definition.spec
+            if consumers and not _kind_restores_elsewhere(spec.kind):
+                main.fail((*loc, "consumers"), f"suite '{directory}' is of kind '{spec.kind}', which restores "
+                          "nothing on another kernel", "consumers apply to checkpoint/restart suites (kind: cr)")
+                continue
             suites[name] = SuiteConfig(
                 name=name, suite=directory, suite_dir=definition.suite_dir, command=spec.command,
                 files=tuple(spec.files or ()), transport=given.transport or spec.transport or "console",
