@@ -16,7 +16,8 @@ import yaml
 from crlab.paths import REPO_ROOT, SUITES_DIR
 from tests.conftest import require_qemu
 
-pytestmark = [pytest.mark.boot, pytest.mark.slow]
+# one worker runs them all: the module fixture is one C/R run, not one per xdist worker
+pytestmark = [pytest.mark.boot, pytest.mark.slow, pytest.mark.xdist_group("cr-suite")]
 
 CONFIG = REPO_ROOT / "tests" / "data" / "cr" / "ci.yaml"
 CATALOGUE = {t["name"]: t for t in yaml.safe_load((SUITES_DIR / "cr" / "catalogue.yaml").read_text())["tests"]}
