@@ -42,6 +42,7 @@ READY_TIMEOUT = 120.0
 SLEEP_MS = 5000
 VERDICT_TIMEOUT = 300.0
 KEEP_PAGES_UP_TO = 4 << 20  # larger page dumps are kept as their hashes only (in the decoded tree)
+CONSUMER_FIRST_PID = 20000  # pids the consumer guest hands out from then on (the producer's were low)
 
 EXPECT_PASS = "pass"
 EXPECT_CHECKPOINT_FAILS = "checkpoint-fails"
@@ -398,6 +399,8 @@ class CrossKernel(_CrBase):
                     carried[test.name] = carried_dir
         with ctx.boot(kernel=consumer, label="consumer", min_memory_mb=self.min_memory_mb) as target:
             ctx.info["consumer_engine_version"] = engine.version(target.shell)
+            # the restores need the producer's pids: move this guest's own new processes far above them
+            target.shell.run(f"echo {CONSUMER_FIRST_PID} > /proc/sys/kernel/ns_last_pid", timeout=30)
             for test in runnable:
                 if test.name not in carried:
                     continue

@@ -272,6 +272,8 @@ class Orchestrator:
         try:
             kind = get_kind(suite.kind)
             job.kernel()  # deterministic stages first: a build failure is never retried
+            if spec.consumer:  # built before any guest runs, so no build sits between checkpoint and restore
+                job.kernel(spec.consumer)
             job.rootfs()
             attempts = self.cfg.options.retries + 1
             for attempt in range(1, attempts + 1):
