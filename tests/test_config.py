@@ -697,3 +697,15 @@ def test_suite_programs_are_expanded_and_a_glob_matching_nothing_is_reported(tmp
     text = str(info.value)
     assert "suite.yaml:3:" in text and "'*.c' matches no file" in text
     assert "suite.yaml:4:" in text and "no file 'lib.c'" in text
+
+
+def test_a_suite_entry_can_run_cr_programs_without_an_engine(tmp_path: Path) -> None:
+    path = write(tmp_path, """\
+        kernels: [linux-6.1]
+        targets: [ppc64le]
+        suites:
+          - cr
+          - {name: cr-plain, suite: cr, engines: []}
+        """)
+    config = load_config(path)
+    assert [job.job_id for job in config.jobs] == ["linux-6.1/ppc64le/cr@criu", "linux-6.1/ppc64le/cr-plain"]

@@ -436,7 +436,8 @@ class _Resolver:
                 name=name, suite=directory, suite_dir=definition.suite_dir, command=spec.command,
                 files=tuple(spec.files or ()), transport=given.transport or spec.transport or "console",
                 timeout=given.timeout or spec.timeout or options.run_timeout, description=spec.description,
-                kind=spec.kind, engines=tuple(spec.engines or ()), consumers=consumers,
+                kind=spec.kind, consumers=consumers,
+                engines=tuple(given.engines if given.engines is not None else spec.engines or ()),
                 **definition.programs)
         return names, suites
 

@@ -283,6 +283,8 @@ class SuiteEntry(Strict):
     transport: Transport | None = None
     timeout: PositiveInt | None = None
     consumers: list[NonEmptyStr] | None = None  # kernels that restore what each kernel checkpointed
+    # the engines to run this entry on, instead of the suite's own; [] runs C/R programs without C/R
+    engines: list[EngineName] | None = None
 
 
 SuiteItem: TypeAlias = Annotated[Annotated[Name, Tag("~name")] | Annotated[SuiteEntry, Tag("~mapping")],
