@@ -42,7 +42,7 @@ def _read_and_hash(image_dir: Path) -> float:
 def _decode_and_normalise(engine_name: str, image_dir: Path) -> float:
     engine = get_engine(engine_name)
     started = time.perf_counter()
-    imagediff.normalise(engine.decode(image_dir), getattr(engine, "rules", imagediff.Rules()))
+    imagediff.normalise(engine.decode(image_dir), engine.rules)
     return time.perf_counter() - started
 
 

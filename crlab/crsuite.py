@@ -33,7 +33,6 @@ from crlab.guest.lifecycle import Guest
 from crlab.guest.shell import CommandTimeout, GuestError, Shell
 from crlab.jobkinds import JobContext, KindOutcome
 from crlab.model import FailureClass, Status, TestResult
-from crlab.paths import SUITES_DIR
 
 GUEST_WORK = "/tmp/cr"  # per-test working directories in the guest (tmpfs)
 READY_TIMEOUT = 120.0
@@ -186,8 +185,7 @@ def image_bytes(image_dir: Path) -> int:
 
 def compare(engine: Engine, before: dict[str, Any], after: dict[str, Any], test: CrTest,
             known: list[imagediff.KnownDifference], kind: str) -> imagediff.Explained:
-    rules = getattr(engine, "rules", imagediff.Rules())
-    differences = imagediff.diff(imagediff.normalise(before, rules), imagediff.normalise(after, rules))
+    differences = imagediff.diff(imagediff.normalise(before, engine.rules), imagediff.normalise(after, engine.rules))
     own = [imagediff.KnownDifference(glob, f"{test.name} declares it volatile", (test.name,)) for glob in test.volatile]
     return imagediff.explain(differences, known + own, test.name, engine.name, kind)
 
@@ -199,9 +197,9 @@ class _CrBase:
     min_memory_mb = 1024  # a 64 MiB test, its image twice and the tar that carries it
 
     def _setup(self, ctx: JobContext) -> tuple[list[CrTest], list[imagediff.KnownDifference], Engine | None, str]:
-        suite_dir = Path(getattr(ctx, "suite_dir", SUITES_DIR / "cr"))
-        tests = [t for t in load_catalogue(suite_dir) if not t.arches or ctx.target in t.arches]
-        engine_name = ctx.engine
+        suite_dir = ctx.suite.suite_dir
+        tests = [t for t in load_catalogue(suite_dir) if not t.arches or ctx.spec.target in t.arches]
+        engine_name = ctx.spec.engine
         engine: Engine | None = get_engine(engine_name) if engine_name else None
         why_not = "the job names no C/R engine" if engine is None else (engine.unsupported_reason(ctx.profile) or "")
         return tests, known_differences(suite_dir), engine if not why_not else None, why_not
@@ -247,7 +245,7 @@ class CrSuite(_CrBase):
     takes_consumer = True  # a job with a consumer kernel restores there
 
     def run(self, ctx: JobContext) -> KindOutcome:
-        if ctx.consumer:
+        if ctx.spec.consumer:
             return CrossKernel().run(ctx)
         tests, known, engine, why_not = self._setup(ctx)
         results: list[TestResult] = []
@@ -369,7 +367,7 @@ class CrossKernel(_CrBase):
 
     def run(self, ctx: JobContext) -> KindOutcome:
         tests, known, engine, why_not = self._setup(ctx)
-        consumer = ctx.consumer
+        consumer = ctx.spec.consumer
         if engine is None or not consumer:
             reason = why_not or "the job names no consumer kernel"
             skipped = [TestResult(t.name, Status.SKIP, reason) for t in tests]
@@ -390,7 +388,7 @@ class CrossKernel(_CrBase):
         with ctx.boot(min_memory_mb=self.min_memory_mb) as producer:
             ctx.info["producer_engine_version"] = engine.version(producer.shell)
             for test in runnable:
-                ctx.stage("run", f"{test.name}: checkpoint on {ctx.kernel_name}")
+                ctx.stage("run", f"{test.name}: checkpoint on {ctx.spec.kernel}")
                 carried_dir, problem = self._produce(ctx, producer.shell, engine, bin_dir, test)
                 if problem:
                     outcomes[test.name] = {"outcome": CHECKPOINT_FAILED, "detail": problem}
@@ -406,8 +404,8 @@ class CrossKernel(_CrBase):
                     continue
                 ctx.stage("run", f"{test.name}: restore on {consumer}")
                 outcome, result = self._consume(ctx, target.shell, engine, test, carried[test.name], known)
-                incompatible = known_incompatible(ctx.suite_dir, test.name, ctx.kernel_name, consumer, ctx.target,
-                                            engine.name)
+                incompatible = known_incompatible(ctx.suite.suite_dir, test.name, ctx.spec.kernel, consumer,
+                                                  ctx.spec.target, engine.name)
                 if incompatible and outcome["outcome"] != COMPATIBLE:
                     outcome = {"outcome": EXPECTED_INCOMPATIBLE,
                                "detail": f"{incompatible} (seen: {outcome['detail']})"}
@@ -433,7 +431,7 @@ class CrossKernel(_CrBase):
             first = engine.checkpoint(shell, process.pid, f"{process.work}/img1", CheckpointOptions())
             self._record(ctx, test.name, {"checkpoint_s": round(first.seconds, 3)})
             if not first.ok:
-                return host, f"checkpoint on {ctx.kernel_name} failed: {first.message}"
+                return host, f"checkpoint on {ctx.spec.kernel} failed: {first.message}"
             process.pid = None  # the checkpoint ended it; nothing to kill
             # the whole working directory travels: the test's files must exist where the image says
             fetch_tree(shell, process.work, host / "work")
@@ -452,7 +450,8 @@ class CrossKernel(_CrBase):
             self._record(ctx, test.name, {"restore_s": round(restored.seconds, 3)})
             if not restored.ok:
                 return ({"outcome": RESTORE_FAILED, "detail": restored.message},
-                        TestResult(test.name, Status.FAIL, f"restore on {ctx.consumer} failed: {restored.message}"))
+                        TestResult(test.name, Status.FAIL,
+                                   f"restore on {ctx.spec.consumer} failed: {restored.message}"))
             process.pid = restored.pid
             second = engine.checkpoint(shell, process.pid or 0, f"{process.work}/img2",
                                        CheckpointOptions(leave_running=True))
@@ -469,7 +468,7 @@ class CrossKernel(_CrBase):
             ctx.artifact(f"{test.name}.cross.diff", report)
             if status != Status.PASS:
                 return ({"outcome": RESTORE_FAILED, "detail": f"restored test failed: {message}"},
-                        TestResult(test.name, Status.FAIL, f"after restore on {ctx.consumer}: {message}"))
+                        TestResult(test.name, Status.FAIL, f"after restore on {ctx.spec.consumer}: {message}"))
             if explained.empty:
                 return ({"outcome": COMPATIBLE, "detail": f"{len(explained.known)} known differences"},
                         TestResult(test.name, Status.PASS, "restored, verified, images equal after normalisation"))
@@ -484,8 +483,8 @@ class CrossKernel(_CrBase):
     @staticmethod
     def _matrix(ctx: JobContext, rows: list[dict[str, Any]]) -> None:
         """The compatibility matrix rows of this job: (producer, consumer, target, engine, test) -> outcome."""
-        ctx.info["compat"] = [{"producer": ctx.kernel_name, "consumer": ctx.consumer, "target": ctx.target,
-                               "engine": ctx.engine, **row} for row in rows]
+        ctx.info["compat"] = [{"producer": ctx.spec.kernel, "consumer": ctx.spec.consumer, "target": ctx.spec.target,
+                               "engine": ctx.spec.engine, **row} for row in rows]
 
 
 KINDS = (CrSuite(),)

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from crlab.config import SuiteConfig
 from crlab.guest.lifecycle import Guest
 from crlab.guest.shell import GuestError
-from crlab.model import FailureClass, Status, TestResult
+from crlab.model import FailureClass, JobSpec, Status, TestResult
 from crlab.rootfs import GUEST_SUITES_DIR
 from crlab.tap import parse_tap, summarize_tap
 from crlab.targets import TargetProfile
@@ -35,35 +36,14 @@ class KindOutcome:
 class JobContext(Protocol):
     """What a job kind may use; the orchestrator provides it (crlab.orchestrator.Job)."""
 
-    @property
-    def job_id(self) -> str: ...
-
-    @property
-    def job_dir(self) -> Path: ...
-
-    @property
-    def kernel_name(self) -> str: ...
-
-    @property
-    def target(self) -> str: ...
-
-    @property
-    def engine(self) -> str: ...
-
-    @property
-    def consumer(self) -> str: ...
-
-    @property
-    def profile(self) -> TargetProfile: ...
-
-    @property
-    def suite_dir(self) -> Path: ...
-
-    @property
-    def timings(self) -> dict[str, float]: ...
-
-    @property
-    def info(self) -> dict[str, object]: ...
+    spec: JobSpec  # the job's axes: kernel, target, suite, transport, engine, consumer
+    suite: SuiteConfig
+    profile: TargetProfile
+    job_dir: Path
+    timings: dict[str, float]  # the result's, filled in by the kind
+    info: dict[str, object]
+    suite_dir_in_guest: str
+    run_timeout: float
 
     def stage(self, name: str, detail: str = "") -> None: ...
 
@@ -79,15 +59,6 @@ class JobContext(Protocol):
     def artifact(self, name: str, path: Path) -> None:
         """Record a file under the job directory as an artefact of the result."""
         ...
-
-    @property
-    def command(self) -> str: ...
-
-    @property
-    def suite_dir_in_guest(self) -> str: ...
-
-    @property
-    def run_timeout(self) -> float: ...
 
 
 class JobKind(Protocol):
@@ -106,7 +77,7 @@ class TapSuite:
             ctx.stage("run", guest.spec.transport)
             started = time.monotonic()
             try:
-                output = guest.shell.run(ctx.command, timeout=ctx.run_timeout, env=ctx.guest_env(guest),
+                output = guest.shell.run(ctx.suite.command, timeout=ctx.run_timeout, env=ctx.guest_env(guest),
                                          cwd=ctx.suite_dir_in_guest)
             except GuestError as exc:
                 partial = getattr(exc, "partial", "")

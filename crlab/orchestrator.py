@@ -54,64 +54,20 @@ class Job:
 
     def __init__(self, orchestrator: Orchestrator, spec: JobSpec, result: JobResult, job_dir: Path) -> None:
         self._orc = orchestrator
-        self.spec = spec
-        self.result = result
-        self._job_dir = job_dir
         self.cfg = orchestrator.cfg
-        self.profile = self.cfg.targets[spec.target]
+        self.result = result
+        # what a kind reads (crlab.jobkinds.JobContext)
+        self.spec = spec
         self.suite = self.cfg.suites[spec.suite]
+        self.profile = self.cfg.targets[spec.target]
+        self.job_dir = job_dir
+        self.timings = result.timings
+        self.info = result.info
+        self.suite_dir_in_guest = f"{GUEST_SUITES_DIR}/{self.suite.suite}"
+        self.run_timeout = float(min(self.suite.timeout, self.cfg.options.run_timeout))
         self.attempt = 1
         self._kernels: dict[str, kstages.BuiltKernel] = {}
         self._rootfs: Rootfs | None = None
-
-    # --- JobContext
-    @property
-    def job_id(self) -> str:
-        return self.spec.job_id
-
-    @property
-    def job_dir(self) -> Path:
-        return self._job_dir
-
-    @property
-    def kernel_name(self) -> str:
-        return self.spec.kernel
-
-    @property
-    def target(self) -> str:
-        return self.spec.target
-
-    @property
-    def engine(self) -> str:
-        return self.spec.engine
-
-    @property
-    def consumer(self) -> str:
-        return self.spec.consumer
-
-    @property
-    def suite_dir(self) -> Path:
-        return self.suite.suite_dir
-
-    @property
-    def timings(self) -> dict[str, float]:
-        return self.result.timings
-
-    @property
-    def info(self) -> dict[str, object]:
-        return self.result.info
-
-    @property
-    def command(self) -> str:
-        return self.suite.command
-
-    @property
-    def suite_dir_in_guest(self) -> str:
-        return f"{GUEST_SUITES_DIR}/{self.suite.suite}"
-
-    @property
-    def run_timeout(self) -> float:
-        return float(min(self.suite.timeout, self.cfg.options.run_timeout))
 
     def stage(self, name: str, detail: str = "") -> None:
         if self._orc.stop.is_set():
@@ -120,7 +76,7 @@ class Job:
         self._orc.progress.stage(self.spec.job_id, name, detail)
 
     def artifact(self, name: str, path: Path) -> None:
-        self.result.artifacts[name] = str(path.relative_to(self._job_dir))
+        self.result.artifacts[name] = str(path.relative_to(self.job_dir))
 
     def kernel(self, name: str | None = None) -> kstages.BuiltKernel:
         """The built kernel `name` (default: the job's) for the job's target, built when missing."""
@@ -128,7 +84,7 @@ class Job:
         if name in self._kernels:
             return self._kernels[name]
         primary = name == self.spec.kernel
-        log_dir = self._job_dir if primary else self._job_dir / name
+        log_dir = self.job_dir if primary else self.job_dir / name
         log_dir.mkdir(parents=True, exist_ok=True)
         t0 = time.monotonic()
         built = prepare_kernel(self.cfg.kernels[name], self.profile, self._orc.cache, log_dir,
@@ -163,7 +119,7 @@ class Job:
     def boot(self, kernel: str | None = None, label: str = "", min_memory_mb: int = 0) -> Iterator[Guest]:
         built = self.kernel(kernel)
         rootfs = self.rootfs()
-        guest_dir = self._job_dir / label if label else self._job_dir
+        guest_dir = self.job_dir / label if label else self.job_dir
         use_ssh = self.spec.transport == "ssh"
         profile = self.profile
         if profile.memory_mb < min_memory_mb:

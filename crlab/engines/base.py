@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from crlab.cache import Cache
 from crlab.guest.shell import Shell
+from crlab.imagediff import Rules
 from crlab.targets import TargetProfile
 
 
@@ -46,6 +47,7 @@ class CheckpointOptions:
 
 class Engine(Protocol):
     name: str
+    rules: Rules  # how two decoded images of the same state are made comparable
 
     def unsupported_reason(self, profile: TargetProfile) -> str | None:
         """None when the engine runs on this target, else why not (e.g. CRIU has no i386 port)."""

@@ -33,14 +33,12 @@ LOGS = ("console.log", "qemu.stderr", "suite.log")  # what a guest leaves in its
 class GuestFailure(Exception):
     """A guest let its job down; `status` and `failure` say whose fault and what kind."""
 
-    def __init__(self, status: Status, failure: FailureClass, stage: str, message: str,
-                 partial_output: str = "") -> None:
+    def __init__(self, status: Status, failure: FailureClass, stage: str, message: str) -> None:
         super().__init__(message)
         self.status = status
         self.failure = failure
         self.stage = stage
         self.message = message
-        self.partial_output = partial_output  # what a timed-out command printed before it was stopped
 
 
 def classify(exc: BaseException, console_log: str, job: str = "") -> GuestFailure:
@@ -55,8 +53,7 @@ def classify(exc: BaseException, console_log: str, job: str = "") -> GuestFailur
     if isinstance(exc, TransportError):
         return GuestFailure(Status.INCOMPLETE, FailureClass.TRANSPORT, "run", str(exc))
     if isinstance(exc, CommandTimeout):
-        return GuestFailure(Status.FAIL, FailureClass.TIMEOUT, "run", f"{job}: {exc}" if job else str(exc),
-                            partial_output=exc.partial)
+        return GuestFailure(Status.FAIL, FailureClass.TIMEOUT, "run", f"{job}: {exc}" if job else str(exc))
     if isinstance(exc, GuestGone):
         if PANIC.search(console_log):
             return GuestFailure(Status.FAIL, FailureClass.GUEST_PANIC, "run", str(exc))
