@@ -251,10 +251,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.what == "cr":
         from crlab.crbench import main as bench_cr
 
-        return bench_cr([*(["--config", args.config] if args.config != str(REPO_ROOT / "configs" / "targets.yaml")
-                           else []), *(["--run-dir", args.run_dir] if args.run_dir else [])])
+        return bench_cr([*(["--config", args.config] if args.config else []),
+                         *(["--run-dir", args.run_dir] if args.run_dir else [])])
     from crlab.bench import bench_boot
 
+    args.config = args.config or str(REPO_ROOT / "configs" / "targets.yaml")
     cfg = _load(Path(args.config))
     if cfg is None:
         return EXIT_INCOMPLETE
@@ -327,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "(kernel build vs plain make), `bench cr` (C/R times, image decode throughput)")
     bench.add_argument("what", choices=["boot", "build", "cr"])
     bench.add_argument("--run-dir", help="bench cr: summarise this run instead of running the matrix")
-    bench.add_argument("--config", default=str(REPO_ROOT / "configs" / "targets.yaml"))
+    bench.add_argument("--config", help="matrix (boot: configs/targets.yaml, cr: configs/cr-bench.yaml)")
     bench.add_argument("--targets", nargs="*")
     bench.add_argument("--rounds", type=int, default=3)
     bench.set_defaults(func=cmd_bench)
