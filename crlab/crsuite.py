@@ -190,6 +190,15 @@ def compare(engine: Engine, before: dict[str, Any], after: dict[str, Any], test:
     return imagediff.explain(differences, known + own, test.name, engine.name, kind)
 
 
+def diff_images(ctx: JobContext, engine: Engine, test: CrTest, img1: Path, img2: Path,
+                known: list[imagediff.KnownDifference], kind: str, report: Path) -> imagediff.Explained:
+    """Decode both images, compare them and keep the report as an artefact of the job."""
+    explained = compare(engine, decode_and_keep(engine, img1), decode_and_keep(engine, img2), test, known, kind)
+    report.write_text(imagediff.report_text(explained))
+    ctx.artifact(f"{test.name}.{report.name}", report)
+    return explained
+
+
 # --------------------------------------------------------------------------- the kinds
 
 
@@ -329,11 +338,7 @@ class CrSuite(_CrBase):
         img1 = fetch_tree(shell, f"{process.work}/img1", host / "img1")
         img2 = fetch_tree(shell, f"{process.work}/img2", host / "img2")
         self._record(ctx, test.name, {"image_bytes": image_bytes(img1)})
-        explained = compare(engine, decode_and_keep(engine, img1), decode_and_keep(engine, img2), test, known,
-                            "same-kernel")
-        report = host / "roundtrip.diff"
-        report.write_text(imagediff.report_text(explained))
-        ctx.artifact(f"{test.name}.roundtrip.diff", report)
+        explained = diff_images(ctx, engine, test, img1, img2, known, "same-kernel", host / "roundtrip.diff")
         self._record(ctx, test.name, {"unexplained_differences": len(explained.unexplained),
                                       "known_differences": len(explained.known)})
         if explained.empty:
@@ -461,11 +466,7 @@ class CrossKernel(_CrBase):
                         TestResult(test.name, Status.FAIL, f"checkpoint after restore failed: {second.message}"))
             img2 = fetch_tree(shell, f"{process.work}/img2", host / "img2")
             img1 = host / "work" / "img1"
-            explained = compare(engine, decode_and_keep(engine, img1), decode_and_keep(engine, img2), test, known,
-                                "cross-kernel")
-            report = host / "cross.diff"
-            report.write_text(imagediff.report_text(explained))
-            ctx.artifact(f"{test.name}.cross.diff", report)
+            explained = diff_images(ctx, engine, test, img1, img2, known, "cross-kernel", host / "cross.diff")
             if status != Status.PASS:
                 return ({"outcome": RESTORE_FAILED, "detail": f"restored test failed: {message}"},
                         TestResult(test.name, Status.FAIL, f"after restore on {ctx.spec.consumer}: {message}"))
