@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
+from crlab import kernel as kstages
+from crlab.cache import Cache
+from crlab.config import MatrixConfig
 from crlab.model import Status
 from crlab.tap import parse_tap, summarize_tap
 
@@ -506,7 +510,19 @@ def test_unicode_and_garbage_lines() -> None:
 
 # -- fidelity with the kernel's kunit_tool ---------------------------------------------------------
 
-KUNIT_LOGS = Path(__file__).parent / "data" / "ktap" / "kunit"
+
+@pytest.fixture(scope="module")
+def kunit_logs(matrix: MatrixConfig, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tools/testing/kunit/test_data/ of linux-6.1's tree as crlab's source stage unpacks it (a
+    cache hit once any 6.1 kernel was built)."""
+    log = tmp_path_factory.mktemp("source") / "source.log"
+    try:
+        _key, tree = kstages.prepare_source(matrix.kernels["linux-6.1"].source, Cache(), log)
+    except kstages.KernelStageError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"no linux-6.1 source tree for the fidelity test: {exc}")
+        pytest.skip(f"no linux-6.1 source tree (run `harness.py selftest`, which installs it): {exc}")
+    return tree / "tools" / "testing" / "kunit" / "test_data"
 
 # kunit_tool's verdict, mapped to crlab's Status: SUCCESS -> PASS, FAILURE -> FAIL, SKIPPED -> SKIP,
 # TEST_CRASHED -> FAIL (the kernel died under test), NO_TESTS -> SKIP ("1..0": nothing ran),
@@ -563,21 +579,21 @@ DELIBERATE = {
 }
 
 
-def _crlab_reading(name: str) -> tuple[Status, tuple[int, int, int, int]]:
-    text = (KUNIT_LOGS / name).read_text(encoding="utf-8", errors="replace")
+def _crlab_reading(logs: Path, name: str) -> tuple[Status, tuple[int, int, int, int]]:
+    text = (logs / name).read_text(encoding="utf-8", errors="replace")
     report = parse_tap(text)
     counts = report.counts()
     return summarize_tap(report)[0], (counts[Status.PASS], counts[Status.FAIL], counts[Status.SKIP],
                                       len(report.missing))
 
 
-def test_every_kunit_log_is_in_the_table() -> None:
-    assert sorted(p.name for p in KUNIT_LOGS.glob("*.log")) == sorted(KUNIT_TOOL)
+def test_every_kunit_log_is_in_the_table(kunit_logs: Path) -> None:
+    assert sorted(p.name for p in kunit_logs.glob("*.log")) == sorted(KUNIT_TOOL)
     assert len(KUNIT_TOOL) == 22
 
 
 @pytest.mark.parametrize("name", sorted(KUNIT_TOOL))
-def test_kunit_tool_fidelity(name: str) -> None:
+def test_kunit_tool_fidelity(kunit_logs: Path, name: str) -> None:
     kunit_status, *kunit_counts = KUNIT_TOOL[name]
     expected_status, expected_counts = _KUNIT_VERDICT[kunit_status], tuple(kunit_counts)
     if name in DELIBERATE:
@@ -589,19 +605,19 @@ def test_kunit_tool_fidelity(name: str) -> None:
         if other_counts is not None:
             assert other_counts != expected_counts
             expected_counts = other_counts
-    status, counts = _crlab_reading(name)
+    status, counts = _crlab_reading(kunit_logs, name)
     assert (status, counts) == (expected_status, expected_counts)
 
 
-def test_kunit_panic_log_names_the_crash() -> None:
-    report = parse_tap((KUNIT_LOGS / "test_kernel_panic_interrupt.log").read_text())
+def test_kunit_panic_log_names_the_crash(kunit_logs: Path) -> None:
+    report = parse_tap((kunit_logs / "test_kernel_panic_interrupt.log").read_text())
     assert report.crash is not None and report.crash.startswith("Kernel panic - not syncing: VFS")
     assert report.crash_in == "string-stream-test"
     assert report.missing == ["string-stream-test/test 2", "string-stream-test/test 3"]
 
 
-def test_kunit_failure_log_keeps_the_expectation_with_the_test() -> None:
-    report = parse_tap((KUNIT_LOGS / "test_is_test_passed-failure.log").read_text())
+def test_kunit_failure_log_keeps_the_expectation_with_the_test(kunit_logs: Path) -> None:
+    report = parse_tap((kunit_logs / "test_is_test_passed-failure.log").read_text())
     failed = [t for t in report.tests if t.status is Status.FAIL]
     assert [t.name for t in failed] == ["example/example_simple_test"]
     assert "EXPECTATION FAILED at lib/kunit/example-test.c:30" in failed[0].message
