@@ -9,9 +9,10 @@ from dataclasses import dataclass
 
 from crlab.targets import TargetProfile
 
-# always needed to configure and build a kernel and to pack an initramfs
+# always needed to configure and build a kernel and to pack an initramfs (rsync: the kselftest
+# install step copies with it)
 BASE_PACKAGES = ("make", "gcc", "bc", "bison", "flex", "libelf-dev", "libssl-dev", "cpio", "ccache",
-                 "xz-utils", "git", "dpkg-dev", "file")
+                 "xz-utils", "git", "dpkg-dev", "file", "rsync")
 
 
 @dataclass
