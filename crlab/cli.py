@@ -337,6 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run", nargs="?", default="latest")
     report.add_argument("--results")
     report.set_defaults(func=cmd_report)
+    from crlab.abicheck import register as register_abi_check
+    register_abi_check(sub)
     return parser
 
 
