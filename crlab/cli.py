@@ -235,6 +235,12 @@ def cmd_selftest(args: argparse.Namespace) -> int:
         cfg = _load(REPO_ROOT / name)
         if cfg is None or not ensure_host(cfg):
             return EXIT_INCOMPLETE
+    # packages only the tests use (headless browser, LAVA dispatcher): hostenv.TEST_PACKAGES
+    if (missing := hostenv.missing_test_packages()) and not hostenv.install(
+            missing, log=lambda m: console.print(f"crlab: {m}")):
+        console.print("[red]missing Debian packages for the tests[/] (crlab installs them when run as root):")
+        print(hostenv.install_command(missing), file=sys.stderr)
+        return EXIT_INCOMPLETE
     cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--durations=15", *args.pytest_args]
     if not any(a.startswith("-n") for a in args.pytest_args):
         cmd += ["-n", "2", "--dist", "loadgroup"]
@@ -337,6 +343,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run", nargs="?", default="latest")
     report.add_argument("--results")
     report.set_defaults(func=cmd_report)
+
+    from crlab.workflows import nightly
+
+    nightly.add_arguments(sub)  # nightly, history
     from crlab.abicheck import register as register_abi_check
     register_abi_check(sub)
     return parser

@@ -67,6 +67,18 @@ def check(targets: list[TargetProfile], debian_sources: list[str]) -> HostReport
     return HostReport([p for p in wanted if p not in have], [p for p in wanted if p in have], notes)
 
 
+# Debian packages that only crlab's own tests use (no matrix needs them): `harness.py selftest`
+# installs them with the matrices' packages.  Package -> what needs it.
+TEST_PACKAGES: dict[str, str] = {
+    "chromium": "tests/test_html_browser.py opens report.html in headless Chromium",
+    "lava-dispatcher": "tests/test_exports.py runs an exported LAVA job with lava-run",
+}
+
+
+def missing_test_packages() -> list[str]:
+    return [p for p in TEST_PACKAGES if p not in installed(list(TEST_PACKAGES))]
+
+
 def install_command(packages: list[str]) -> str:
     return ("apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "
             + " ".join(packages))

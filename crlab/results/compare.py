@@ -131,10 +131,17 @@ class Comparison:
         against = f"against run {self.previous_run}" if self.previous_run else "no previous run"
         return f"{against}: {', '.join(parts) or 'nothing changed'} -> exit {self.exit_code()}"
 
+    def listed(self) -> list[Change]:
+        """The changes people read: a job that is new or gone is one line, not one per test too."""
+        whole = {c.spec.key for c in self.changes
+                 if not c.test and c.category in (Category.NEW, Category.REMOVED)}
+        return [c for c in self.changes if not c.test or c.spec.key not in whole]
+
     def to_dict(self) -> dict[str, Any]:
+        """For comparison.json and reports: the counts cover every unit, `changes` the listed ones."""
         return {"previous_run": self.previous_run, "current_run": self.current_run,
                 "counts": dict(self.counts), "current_complete": self.current_complete,
-                "exit_code": self.exit_code(), "changes": [c.to_dict() for c in self.changes]}
+                "exit_code": self.exit_code(), "changes": [c.to_dict() for c in self.listed()]}
 
 
 def _job_ran(result: JobResult) -> bool:

@@ -8,6 +8,7 @@ linking to the job's logs and artefacts.  A table of every job follows.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import posixpath
 import re
@@ -49,6 +50,7 @@ class JobView:
     links: list[tuple[str, str]]  # (label, href)
     tests: str  # "2 pass, 1 skip"
     notable: list[Any] = field(default_factory=list)  # tests that did not pass
+    change: str = ""  # the job's most important category against the previous run (comparison.json)
 
 
 @dataclass
@@ -138,8 +140,39 @@ def _environment() -> jinja2.Environment:
     )
 
 
+# Written by `harness.py nightly` next to the report (crlab.workflows.nightly); shown when present.
+COMPARISON_FILE = "comparison.json"
+PLOTS = (("build_s", "Kernel build time per target"), ("boot_s", "Boot time per target"))
+_CHANGE_ORDER = ("regression", "known", "still-failing", "flaky", "fixed", "incomplete", "no-baseline", "new",
+                 "removed")
+
+
+def _comparison(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((run_dir / COMPARISON_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("changes"), list) else None
+
+
+def _mark_changes(views: list[JobView], comparison: dict[str, Any] | None) -> None:
+    if not comparison:
+        return
+    by_job: dict[str, set[str]] = {}
+    for change in comparison["changes"]:
+        by_job.setdefault(str(change.get("job_id")), set()).add(str(change.get("category")))
+    for view in views:
+        found = by_job.get(view.result.spec.job_id, set())
+        view.change = next((c for c in _CHANGE_ORDER if c in found and c not in ("new", "removed")), "")
+
+
 def html_report(info: RunInfo, results: list[JobResult], run_dir: Path) -> str:
     views = [_view(r, run_dir) for r in results]
+    comparison = _comparison(run_dir)
+    _mark_changes(views, comparison)
+    plots = [(title, f"plots/{measure}.svg") for measure, title in PLOTS
+             if (run_dir / "plots" / f"{measure}.svg").is_file()]
+    counts = verdict.status_counts(results)
     targets, grid = _grid(views)
     host = ", ".join(f"{k}={v}" for k, v in sorted(info.host.items()))
     meta = [
@@ -154,6 +187,8 @@ def html_report(info: RunInfo, results: list[JobResult], run_dir: Path) -> str:
         compat_rows=compat_rows(results),
         written=datetime.now().astimezone().isoformat(timespec="seconds"),
         has_config="config.yaml" if (run_dir / "config.yaml").is_file() else "",
+        comparison=comparison, change_order=_CHANGE_ORDER, plots=plots,
+        counts=[(status, n) for status, n in counts.items() if n],
     )
 
 
