@@ -95,8 +95,9 @@ class Disagreement:
     def __str__(self) -> str:
         where = f"struct {self.struct}" + (f", field {self.field}" if self.field else "")
         groups = "; ".join(f"{value} on {targets}" for value, targets in self.values.items())
-        return f"{where}: {self.what} differs: {groups}" if self.what != "implicit padding" else \
-            f"{where}: {groups}"
+        if self.what in ("implicit padding", "missing"):
+            return f"{where}: {groups}"
+        return f"{where}: {self.what} differs: {groups}"
 
 
 # --------------------------------------------------------------------------------------------------
