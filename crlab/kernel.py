@@ -28,6 +28,7 @@ from pathlib import Path
 from crlab import runner
 from crlab.cache import Cache, force_rmtree, hash_file, hash_inputs, host_build_lock
 from crlab.config import KernelSource, KernelTree
+from crlab.patchsafety import check_patch_file
 from crlab.targets import TargetProfile
 
 StageCallback = Callable[[str], object]
@@ -188,18 +189,10 @@ _DIFF_PATH = re.compile(r"^(?:---|\+\+\+) (?:[ab]/)?(\S+)")
 _HUNK = re.compile(r"^@@ -(\d+)(?:,\d+)? \+\d+(?:,\d+)? @@")
 
 
-def check_patch_paths(patch: Path) -> list[str]:
-    """Reasons an (untrusted) patch must not be applied: paths leaving the tree, symlinks."""
-    problems = []
-    for number, line in enumerate(patch.read_text(errors="replace").splitlines(), 1):
-        match = _DIFF_PATH.match(line)
-        if match and match.group(1) != "/dev/null":
-            path = match.group(1)
-            if path.startswith("/") or ".." in Path(path).parts:
-                problems.append(f"{patch.name}:{number}: path {path!r} leaves the kernel tree")
-        if line.startswith(("new file mode 120", "new mode 120")):
-            problems.append(f"{patch.name}:{number}: creates a symlink")
-    return problems
+def check_patch_paths(patch: Path, tree: Path | None = None) -> list[str]:
+    """Reasons an (untrusted) patch must not be applied (crlab.patchsafety): paths leaving the tree,
+    symlinks made, changed or (with `tree`) written through, absurd sizes."""
+    return check_patch_file(patch, tree)
 
 
 def _failing_hunk(patch: Path, file: str, line: int) -> str:
@@ -230,7 +223,7 @@ def apply_patches(source_key_: str, source_tree: Path, patches: tuple[Path, ...]
     key = patched_tree_key(source_key_, patches)
     if not cache.has("trees", key):
         for patch in patches:
-            problems = check_patch_paths(patch)
+            problems = check_patch_paths(patch, source_tree)
             if problems:
                 raise KernelStageError("patch", f"refusing patch {patch.name}: " + "; ".join(problems))
 
