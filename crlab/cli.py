@@ -347,6 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
     from crlab.workflows import nightly
 
     nightly.add_arguments(sub)  # nightly, history
+    from crlab import exports
+
+    exports.add_arguments(sub)  # export kcidb / lava
     from crlab.abicheck import register as register_abi_check
     register_abi_check(sub)
     return parser
