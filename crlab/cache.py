@@ -28,8 +28,19 @@ from crlab.paths import cache_root
 # Bump when the way an artifact is produced changes, so old entries are not reused.
 RECIPE_VERSION = "1"
 
-# The marker written last into an entry: when it was built and the sizes of its top-level files.
+# The marker written last into an entry: when it was built, the sizes and sha256 of its top-level
+# files.
 COMPLETE = ".complete"
+
+# Top-level directories of a cache root that are not entry kinds.
+NOT_KINDS = frozenset({"ccache", "locks", "ports", "logs", "damaged", "objtrees"})
+
+# Files up to this size are hashed on every lookup (metadata, configs, logs); bigger ones only by
+# `cache verify` (their size is still checked on every lookup).
+QUICK_HASH_LIMIT = 256 * 1024
+
+# Prefix of a build's scratch directory: .tmp-<key>-<pid>-<ms>
+SCRATCH_PREFIX = ".tmp-"
 
 # One compile at a time on this host, whichever cache root a build writes to: two kernel builds
 # on two cores only fight over them.
@@ -59,6 +70,79 @@ def hash_inputs(kind: str, inputs: Any) -> str:
 class CacheEntry(NamedTuple):
     path: Path  # the entry's directory
     built: bool  # True when this call built it, False for a cache hit
+
+
+class EntryState(NamedTuple):
+    kind: str
+    key: str
+    path: Path
+    problem: str | None  # None: complete and sound; else why it cannot be used
+    absent: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+
+def inspect_entry(path: Path, *, deep: bool = False) -> str | None:
+    """Why the entry directory `path` cannot be used, or None when it is complete and sound.
+
+    Checked: the completion marker reads, every file it lists is there with its size, JSON files
+    parse, and files with a recorded sha256 match it (small ones always, all of them when `deep`).
+    A kernel's metadata.json names its image and the image's sha256, checked when `deep`.
+    """
+    try:
+        marker = json.loads((path / COMPLETE).read_text())
+    except FileNotFoundError:
+        return "no completion marker"
+    except (ValueError, UnicodeDecodeError):
+        return "completion marker is not valid JSON"
+    except OSError as exc:
+        return f"completion marker unreadable: {exc.strerror}"
+    if not isinstance(marker, dict) or not isinstance(marker.get("files", {}), dict):
+        return "completion marker has no file list"
+    hashes = marker.get("sha256", {})
+    for name, size in marker.get("files", {}).items():
+        file = path / name
+        try:
+            st = file.lstat()
+        except OSError:
+            return f"{name} is missing"
+        if size is not None and st.st_size != size:
+            return f"{name} has {st.st_size} bytes, the marker says {size}"
+        expected = hashes.get(name) if isinstance(hashes, dict) else None
+        if expected and (deep or st.st_size <= QUICK_HASH_LIMIT) and hash_file(file) != expected:
+            return f"{name} does not match its recorded sha256"
+        if name.endswith(".json") and st.st_size <= QUICK_HASH_LIMIT:
+            try:
+                json.loads(file.read_text())
+            except (ValueError, UnicodeDecodeError):
+                return f"{name} is not valid JSON"
+    if deep and (path / "metadata.json").is_file():
+        meta = json.loads((path / "metadata.json").read_text())
+        if isinstance(meta, dict) and meta.get("image") and meta.get("image_sha256"):
+            image = path / str(meta["image"])
+            if not image.is_file():
+                return f"{meta['image']} (the kernel image) is missing"
+            if hash_file(image) != meta["image_sha256"]:
+                return f"{meta['image']} does not match the sha256 in metadata.json"
+    return None
+
+
+def _scratch_owner(name: str) -> int | None:
+    """The pid in a scratch directory's name (.tmp-<key>-<pid>-<ms>), None if it is not one."""
+    parts = name[len(SCRATCH_PREFIX):].rsplit("-", 2) if name.startswith(SCRATCH_PREFIX) else []
+    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @contextlib.contextmanager
@@ -97,30 +181,76 @@ class Cache:
                  notify: Callable[[str], object] | None = None) -> None:
         self.root = root or cache_root()
         # compiler cache for kernel builds; separate from `root` so that a second cache root (a
-        # reproducibility check, a benchmark) can share a warm one
-        self.ccache_dir = ccache_dir or self.root / "ccache"
+        # reproducibility check, a benchmark, a test; $CRLAB_CCACHE_DIR) can share a warm one
+        self.ccache_dir = ccache_dir or Path(os.environ.get("CRLAB_CCACHE_DIR") or self.root / "ccache")
         self.notify: Callable[[str], object] = notify or log.info
+        # entries this process uses, each with a shared lock held until the process ends, so
+        # that `cache gc` in another process leaves them alone
+        self._pins: dict[str, int] = {}
+        self._pins_lock = threading.Lock()
 
     def entry(self, kind: str, key: str) -> Path:
         return self.root / kind / key
 
+    def state(self, kind: str, key: str, *, deep: bool = False) -> EntryState:
+        path = self.entry(kind, key)
+        if not path.exists():
+            return EntryState(kind, key, path, "absent", absent=True)
+        return EntryState(kind, key, path, inspect_entry(path, deep=deep))
+
     def has(self, kind: str, key: str) -> bool:
-        """Whether kind/key is complete: its marker is there and so is every file it lists."""
-        entry = self.entry(kind, key)
-        try:
-            marker = json.loads((entry / COMPLETE).read_text())
-        except FileNotFoundError:
-            return False
-        except ValueError:
-            return False  # a marker from an interrupted write, or an older crlab
-        for name, size in marker.get("files", {}).items():
+        """Whether kind/key is complete and sound (see inspect_entry).  Asking marks the entry as in
+        use by this process (see `pin`)."""
+        self.pin(kind, key)
+        return self.state(kind, key).ok
+
+    def use_lock_path(self, kind: str, key: str) -> Path:
+        return self.root / "locks" / "use" / f"{kind}-{key}.lock"
+
+    def pin(self, kind: str, key: str) -> None:
+        """Hold a shared lock on kind/key until this process exits: `cache gc` (which takes it
+        exclusively before removing an entry) never removes what a running harness uses."""
+        name = f"{kind}/{key}"
+        with self._pins_lock:
+            if name in self._pins:
+                return
+            path = self.use_lock_path(kind, key)
             try:
-                st = (entry / name).lstat()
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
             except OSError:
-                return False
-            if size is not None and st.st_size != size:
-                return False
-        return True
+                return  # a read-only or full cache: nothing can remove entries there either
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            with contextlib.suppress(OSError):
+                os.utime(fd)  # when it was last used, for `cache gc --older-than`
+            self._pins[name] = fd
+
+    def unpin_all(self) -> None:
+        with self._pins_lock:
+            for fd in self._pins.values():
+                os.close(fd)
+            self._pins.clear()
+
+    def quarantine(self, state: EntryState) -> Path:
+        """Move a damaged entry out of the way (to damaged/), kept for inspection."""
+        dest = self.root / "damaged" / f"{state.kind}-{state.key}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(state.path, dest)
+        (dest.parent / f"{dest.name}.reason").write_text(f"{state.problem}\n")
+        return dest
+
+    def clean_scratch(self, kind: str) -> list[Path]:
+        """Remove scratch directories of `kind` left by builds whose process is gone (killed)."""
+        removed: list[Path] = []
+        kind_dir = self.root / kind
+        if not kind_dir.is_dir():
+            return removed
+        for path in kind_dir.iterdir():
+            pid = _scratch_owner(path.name)
+            if pid is not None and pid != os.getpid() and not _pid_alive(pid):
+                force_rmtree(path)
+                removed.append(path)
+        return removed
 
     def get_or_build(self, kind: str, key: str, build: Callable[[Path], object], *, what: str,
                      lock: Callable[[], contextlib.AbstractContextManager[object]] | None = None) -> CacheEntry:
@@ -134,8 +264,14 @@ class Cache:
         if self.has(kind, key):
             return CacheEntry(entry, built=False)
         with (lock or (lambda: self.lock(f"{kind}-{key}")))():
-            if self.has(kind, key):
+            state = self.state(kind, key)
+            if state.ok:
                 return CacheEntry(entry, built=False)
+            for stale in self.clean_scratch(kind):
+                self.notify(f"removed {stale.name}, the scratch directory of a build that was killed")
+            if not state.absent:
+                kept = self.quarantine(state)
+                self.notify(f"cache entry {kind}/{key} is damaged ({state.problem}): moved to {kept}; rebuilding")
             self.notify(f"building {what} ({kind}/{key})")
             failed_log = self.root / "logs" / f"{kind}-{key}.failed.log"
             with self.building(kind, key) as scratch:
@@ -156,15 +292,16 @@ class Cache:
         """Yield a scratch directory; on success it becomes the entry `kind/key` atomically."""
         final = self.entry(kind, key)
         final.parent.mkdir(parents=True, exist_ok=True)
-        scratch = final.parent / f".tmp-{key}-{os.getpid()}-{int(time.time() * 1000)}"
+        scratch = final.parent / f"{SCRATCH_PREFIX}{key}-{os.getpid()}-{int(time.time() * 1000)}"
         if scratch.exists():
             force_rmtree(scratch)
         scratch.mkdir()
         try:
             yield scratch
-            files = {p.name: (p.lstat().st_size if p.is_file() and not p.is_symlink() else None)
-                     for p in scratch.iterdir()}
-            marker = {"built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "files": files}
+            regular = {p.name: p for p in scratch.iterdir() if p.is_file() and not p.is_symlink()}
+            files = {p.name: (p.lstat().st_size if p.name in regular else None) for p in scratch.iterdir()}
+            marker = {"built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "files": files,
+                      "sha256": {name: hash_file(p) for name, p in regular.items()}}
             (scratch / COMPLETE).write_text(json.dumps(marker, indent=1, sort_keys=True) + "\n")
             if final.exists():  # an unfinished or damaged entry; a complete one is never rebuilt
                 force_rmtree(final)

@@ -344,14 +344,21 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--results")
     report.set_defaults(func=cmd_report)
 
+    from crlab.cachecli import register as register_cache
+    register_cache(sub)
+    from crlab.abicheck import register as register_abi_check
+    register_abi_check(sub)
+
     from crlab.workflows import nightly
 
     nightly.add_arguments(sub)  # nightly, history
     from crlab import exports
 
     exports.add_arguments(sub)  # export kcidb / lava
-    from crlab.abicheck import register as register_abi_check
-    register_abi_check(sub)
+    from crlab.workflows import gate, repro
+
+    gate.register(sub)
+    repro.register(sub)
     return parser
 
 
