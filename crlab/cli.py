@@ -346,8 +346,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     from crlab.cachecli import register as register_cache
     register_cache(sub)
-    from crlab.abicheck import register as register_abi_check
-    register_abi_check(sub)
 
     from crlab.workflows import nightly
 
@@ -355,10 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
     from crlab import exports
 
     exports.add_arguments(sub)  # export kcidb / lava
-    from crlab.workflows import gate, repro
-
-    gate.register(sub)
-    repro.register(sub)
+    from crlab.abicheck import register as register_abi_check
+    register_abi_check(sub)
     return parser
 
 
