@@ -13,10 +13,14 @@ from crlab.results.files import atomic_write
 from crlab.results.runinfo import RunInfo
 
 FILENAME = "results.json"
+# The layout's version; crlab/results/schema-results-v<N>.json documents it (JSON Schema).
+SCHEMA_VERSION = 1
+SCHEMA_FILE = Path(__file__).resolve().parent.parent / f"schema-results-v{SCHEMA_VERSION}.json"
 
 
 def results_data(info: RunInfo, results: list[JobResult]) -> dict[str, Any]:
     return {
+        "schema_version": SCHEMA_VERSION,
         "run": info.to_dict(),
         "summary": verdict.summary(results),
         "jobs": [r.to_dict() for r in results],
