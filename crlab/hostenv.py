@@ -71,6 +71,7 @@ def check(targets: list[TargetProfile], debian_sources: list[str]) -> HostReport
 # installs them with the matrices' packages.  Package -> what needs it.
 TEST_PACKAGES: dict[str, str] = {
     "chromium": "tests/test_html_browser.py opens report.html in headless Chromium",
+    "chromium-driver": "tests/test_html_browser.py drives Chromium through selenium (WebDriver)",
     "lava-dispatcher": "tests/test_exports.py runs an exported LAVA job with lava-run",
 }
 
