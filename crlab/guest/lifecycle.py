@@ -20,7 +20,7 @@ import paramiko
 from crlab.guest.console import ConsoleShell
 from crlab.guest.ports import reserve_port
 from crlab.guest.qemu import PANIC, BootFailure, BootInfo, MachineConfig, QemuMachine, find_oops, qemu_version
-from crlab.guest.shell import CommandTimeout, GuestError, GuestGone, Shell, TransportError
+from crlab.guest.shell import CommandTimeout, GuestError, GuestGone, HostKeyRefused, Shell, TransportError
 from crlab.guest.ssh import SshShell, generate_client_key, public_line
 from crlab.model import FailureClass, Status
 from crlab.rootfs import Rootfs, job_initrd
@@ -50,6 +50,8 @@ def classify(exc: BaseException, console_log: str, job: str = "") -> GuestFailur
         status = (Status.INCOMPLETE if exc.failure == FailureClass.QEMU_EXIT and not console_log.strip()
                   else Status.FAIL)
         return GuestFailure(status, exc.failure, "boot", str(exc))
+    if isinstance(exc, HostKeyRefused):  # not the guest's fault, and not worth another attempt
+        return GuestFailure(Status.INCOMPLETE, FailureClass.INFRA, "run", str(exc))
     if isinstance(exc, TransportError):
         return GuestFailure(Status.INCOMPLETE, FailureClass.TRANSPORT, "run", str(exc))
     if isinstance(exc, CommandTimeout):

@@ -36,6 +36,11 @@ class TransportError(GuestError):
     """The transport could not be set up, e.g. the SSH server did not answer."""
 
 
+class HostKeyRefused(TransportError):
+    """The SSH server is not the guest: its host key is not the one the guest announced on its console,
+    or the guest announced none.  Never retried: another attempt would only trust the same server."""
+
+
 class Shell(Protocol):
     """Run a command, get its output and exit status; put and get files."""
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import paramiko
 
-from crlab.guest.shell import CommandResult, CommandTimeout, GuestError, TransportError, wrap_command
+from crlab.guest.shell import CommandResult, CommandTimeout, GuestError, HostKeyRefused, TransportError, wrap_command
 
 # paramiko logs a traceback for every refused attempt while the guest is still starting its server;
 # crlab reports the final outcome itself
@@ -37,17 +37,19 @@ def public_line(key: paramiko.PKey) -> str:
     return f"{key.get_name()} {key.get_base64()} crlab"
 
 
+class _HostKeyMismatch(paramiko.SSHException):
+    pass
+
+
 class _PinnedHostKey(paramiko.MissingHostKeyPolicy):
-    def __init__(self, expected: str | None) -> None:
+    def __init__(self, expected: str) -> None:
         self.expected = expected
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
-        if self.expected is None:
-            raise paramiko.SSHException("no host key was announced on the console; refusing to trust one")
         kind, blob = self.expected.split()[:2]
         if key.get_name() != kind or key.get_base64() != blob:
-            raise paramiko.SSHException(f"host key mismatch: the guest announced {kind} {blob[:16]}..., "
-                                        f"the server offered {key.get_name()} {key.get_base64()[:16]}...")
+            raise _HostKeyMismatch(f"the guest announced {kind} {blob[:24]}... on its console, the server "
+                                   f"offered {key.get_name()} {key.get_base64()[:24]}...")
 
 
 class SshShell:
@@ -58,6 +60,9 @@ class SshShell:
         self.port = port
         self.job = job
         self.client = paramiko.SSHClient()
+        if not host_key or len(host_key.split()) < 2:
+            raise HostKeyRefused(f"job {job}: SSH host key refused: the guest announced no host key on its console "
+                                 f"(no 'crlab-hostkey:' line); not trusting whatever answers on 127.0.0.1:{port}")
         self.client.set_missing_host_key_policy(_PinnedHostKey(host_key))
         deadline = time.monotonic() + connect_timeout
         last_error: Exception | None = None
@@ -67,6 +72,10 @@ class SshShell:
                                     banner_timeout=20, auth_timeout=20, allow_agent=False,
                                     look_for_keys=False)
                 return
+            except _HostKeyMismatch as exc:
+                self.client.close()
+                raise HostKeyRefused(f"job {job}: SSH host key refused: the server at 127.0.0.1:{port} is not "
+                                     f"this guest: {exc}") from None
             except (OSError, paramiko.SSHException, EOFError) as exc:
                 last_error = exc
                 time.sleep(1)
