@@ -355,6 +355,10 @@ def build_parser() -> argparse.ArgumentParser:
     exports.add_arguments(sub)  # export kcidb / lava
     from crlab.abicheck import register as register_abi_check
     register_abi_check(sub)
+    from crlab.workflows import gate, repro
+
+    gate.register(sub)
+    repro.register(sub)
     return parser
 
 

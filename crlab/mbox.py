@@ -88,6 +88,7 @@ class Series:
     patches: list[MailPatch]
     cover_subject: str = ""
     skipped: list[str] = field(default_factory=list)  # what was read and not applied, for the report
+    reproducers: list[tuple[str, str]] = field(default_factory=list)  # attached C files (name, text)
 
     def write(self, directory: Path) -> list[Path]:
         directory.mkdir(parents=True, exist_ok=True)
@@ -202,6 +203,7 @@ class _Mail:
     reply: bool
     body: str  # the inline text
     attachments: list[tuple[str, str]]  # (file name, text) of parts that hold a diff
+    c_sources: list[tuple[str, str]]  # (file name, text) of attached C files: a reproducer
 
 
 def _read_mail(where: str, message: EmailMessage) -> _Mail:
@@ -209,6 +211,7 @@ def _read_mail(where: str, message: EmailMessage) -> _Mail:
     tag = _TAG.search(subject)
     body_parts: list[str] = []
     attachments: list[tuple[str, str]] = []
+    c_sources: list[tuple[str, str]] = []
     parts = list(message.walk()) if message.is_multipart() else [message]
     for part in parts:
         if part.is_multipart():
@@ -221,7 +224,9 @@ def _read_mail(where: str, message: EmailMessage) -> _Mail:
         if not textual:
             continue
         text = _text(part, f"{where} ({filename or ctype})")
-        if is_attachment or ctype in ("text/x-patch", "text/x-diff"):
+        if is_attachment and filename.endswith(".c"):
+            c_sources.append((Path(filename).name, text))
+        elif is_attachment or ctype in ("text/x-patch", "text/x-diff"):
             if _DIFF_START.search(text):
                 attachments.append((filename or ctype, text))
         elif ctype == "text/plain":
@@ -230,7 +235,8 @@ def _read_mail(where: str, message: EmailMessage) -> _Mail:
     return _Mail(where=where, subject=subject, message_id=_header(message, "Message-ID"), in_reply_to=refs,
                  author=_header(message, "From"), date=_header(message, "Date"),
                  tag=tag.group("tag") if tag else None, reply=bool(_REPLY.match(subject)),
-                 body="\n".join(body_parts), attachments=attachments)
+                 body="\n".join(body_parts), attachments=attachments,
+                 c_sources=c_sources)
 
 
 def _tag_numbers(tag: str) -> tuple[int, int, int]:
@@ -305,6 +311,7 @@ def find_series(messages: Iterable[tuple[str, EmailMessage]]) -> Series:
         raise MailError("no messages")
     patches: list[MailPatch] = []
     covers: dict[str, tuple[int, str]] = {}  # message id -> (version, subject)
+    sources: dict[str, list[tuple[str, str]]] = {}  # message id -> attached C files
     replies: list[_Mail] = []
     skipped: list[str] = []
     for mail in mails:
@@ -315,6 +322,7 @@ def find_series(messages: Iterable[tuple[str, EmailMessage]]) -> Series:
             skipped.append(f"{mail.where}: not a patch ({mail.subject!r})")
             continue
         version, k, total = _tag_numbers(mail.tag)
+        sources[mail.message_id] = mail.c_sources
         subject = _TAG.sub("", mail.subject, count=1).strip()
         if k == 0:
             covers[mail.message_id] = (version, subject)
@@ -374,7 +382,9 @@ def find_series(messages: Iterable[tuple[str, EmailMessage]]) -> Series:
                                                         else "another revision (not applied)")
         skipped.append(f"{reply.where}: reply with {', '.join(trailers)} -> {what}")
     cover = next((s for mid, (v, s) in covers.items() if v == version), "")
-    return Series(version=version, total=total, patches=ordered, cover_subject=cover, skipped=skipped)
+    reproducers = [c for mid in [*sorted(cover_ids), *(p.message_id for p in ordered)] for c in sources.get(mid, [])]
+    return Series(version=version, total=total, patches=ordered, cover_subject=cover, skipped=skipped,
+                  reproducers=reproducers)
 
 
 def load_series(path: Path) -> Series:
