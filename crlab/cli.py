@@ -355,10 +355,11 @@ def build_parser() -> argparse.ArgumentParser:
     exports.add_arguments(sub)  # export kcidb / lava
     from crlab.abicheck import register as register_abi_check
     register_abi_check(sub)
-    from crlab.workflows import gate, repro
+    from crlab.workflows import bisect, gate, repro
 
     gate.register(sub)
     repro.register(sub)
+    bisect.register(sub)  # bisect, bisect-judge
     return parser
 
 
