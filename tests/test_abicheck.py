@@ -20,6 +20,7 @@ from crlab.abicheck import (
     check_header,
     check_series,
     compare,
+    series_patches,
 )
 from crlab.paths import REPO_ROOT
 from crlab.targets import get_profile
@@ -134,3 +135,24 @@ def test_compare_names_missing_structs_and_fields() -> None:
         "struct ckpt_x, field b: presence differs: absent on t1; present on t2",
         "struct ckpt_y: absent on t2; present on t1",
     }
+
+
+def test_syscall_numbers_in_the_header_match_the_tables_the_series_patches() -> None:
+    """checkpoint.h gives programs built against older headers the numbers; they must be the ones the
+    series wires into the x86 tables (64-bit table for x86_64, 32-bit table for i386 and compat)."""
+    wired: dict[str, dict[str, int]] = {}
+    for patch in series_patches(DEFAULT_SERIES):
+        table = None
+        for line in patch.read_text().splitlines():
+            if line.startswith("+++ b/arch/x86/entry/syscalls/"):
+                table = "x86_64" if line.endswith("syscall_64.tbl") else "i386"
+            elif line.startswith("+++ "):
+                table = None
+            elif table and line.startswith("+") and not line.startswith("+#"):
+                number, _abi, name, *_entry = line[1:].split()
+                wired.setdefault(table, {})[name] = int(number)
+    assert wired == {"x86_64": {"checkpoint": 500, "restart": 501}, "i386": {"checkpoint": 500, "restart": 501}}
+    layouts = {lay.target: lay for lay in check_series(DEFAULT_SERIES, ["x86_64", "i386"]).layouts}
+    for target, calls in wired.items():
+        assert layouts[target].constants["CKPT_NR_CHECKPOINT"] == calls["checkpoint"]
+        assert layouts[target].constants["CKPT_NR_RESTART"] == calls["restart"]
