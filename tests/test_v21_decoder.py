@@ -158,7 +158,7 @@ def _decode_bounded(data: bytes) -> None:
     finally:
         _current, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
-    assert peak <= 64 * len(data) + (1 << 20), f"{peak} bytes allocated decoding {len(data)} bytes"
+    assert peak <= 16 * len(data) + (64 << 10), f"{peak} bytes allocated decoding {len(data)} bytes"
 
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
