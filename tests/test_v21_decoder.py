@@ -99,6 +99,7 @@ def test_round_trip_diff_ignores_volatile_fields_only() -> None:
 
 SAMPLE = sample_image(TABLES, "x86_64")
 BIG = sample_image(TABLES, "ppc64")
+IMAGES = {"x86_64": SAMPLE, "ppc64": BIG}
 
 
 def _error(data: bytes) -> DecodeError:
@@ -171,9 +172,9 @@ def test_random_bytes_only_raise_decode_error(data: bytes) -> None:
 
 
 @FUZZ
-@given(st.sampled_from([SAMPLE, BIG]), st.data())
-def test_mutated_images_only_raise_decode_error(base: bytes, data: st.DataObject) -> None:
-    out = bytearray(base)
+@given(st.sampled_from(["x86_64", "ppc64"]), st.data())
+def test_mutated_images_only_raise_decode_error(which: str, data: st.DataObject) -> None:
+    out = bytearray(IMAGES[which])
     for _ in range(data.draw(st.integers(1, 4))):
         kind = data.draw(st.sampled_from(["word", "byte", "cut", "splice"]))
         at = data.draw(st.integers(0, max(0, len(out) - 1)))
@@ -190,4 +191,37 @@ def test_mutated_images_only_raise_decode_error(base: bytes, data: st.DataObject
         else:
             length = data.draw(st.integers(1, 64))
             out[at:at] = out[max(0, at - length):at]
+    _decode_bounded(bytes(out))
+
+
+def _field_slots(data: bytes) -> list[tuple[int, int]]:
+    """(offset, size) of every scalar field of every record of a valid image: where a hostile writer
+    would put a bad count, length, type or reference."""
+    image = decode(data, TABLES)[0]
+    slots = []
+    for rec in image.records:
+        struct = image.table.record_struct(rec.name, image.family)
+        slots += [(rec.offset, 4), (rec.offset + 4, 4)]  # type and len
+        for f in struct.fields if struct else ():
+            if f.base in ("u16", "s16", "u32", "s32", "u64", "s64") and "[" not in f.type:
+                slots.append((rec.offset + f.offset, f.size))
+    return slots
+
+
+SLOTS = {name: _field_slots(image) for name, image in IMAGES.items()}
+HOSTILE = [0, 1, 2, 3, 7, 8, 0x7F, 0xFF, 0x7FFF, 0xFFFF, 2**31 - 1, 2**31, 2**32 - 1, 2**63 - 1, 2**63, 2**64 - 1]
+
+
+@FUZZ
+@given(st.sampled_from(["x86_64", "ppc64"]), st.data())
+def test_hostile_field_values_only_raise_decode_error(which: str, data: st.DataObject) -> None:
+    """Structure-aware: every count, length, type and reference field set to hostile values (this is
+    the test that fails when one of the decoder's bounds checks is removed)."""
+    order = "big" if which == "ppc64" else "little"
+    out = bytearray(IMAGES[which])
+    slots = SLOTS[which]
+    for _ in range(data.draw(st.integers(1, 3))):
+        at, size = data.draw(st.sampled_from(slots))
+        value = data.draw(st.sampled_from(HOSTILE) | st.integers(0, 2**64 - 1)) % (1 << (8 * size))
+        out[at:at + size] = value.to_bytes(size, order)
     _decode_bounded(bytes(out))
