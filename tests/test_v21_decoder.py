@@ -162,7 +162,8 @@ def _decode_bounded(data: bytes) -> None:
     assert peak <= 16 * len(data) + (64 << 10), f"{peak} bytes allocated decoding {len(data)} bytes"
 
 
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# no example database: nothing written into the tree, every run explores afresh
+FUZZ = settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @FUZZ
