@@ -127,7 +127,9 @@ class TreeTables:
     series: Path
 
     def for_target(self, target: str) -> RecordTable:
-        layouts = series_layouts(self.series, DEFAULT_TARGETS)
+        if target not in DEFAULT_TARGETS:
+            raise TableError(f"{self.tree}: no layout for target {target}")
+        layouts = series_layouts(self.series, (target,))  # only the compiler this image needs
         if target not in layouts:
             raise TableError(f"{self.tree}: no layout for target {target}")
         return RecordTable(self.tree, layouts[target])
