@@ -156,3 +156,18 @@ def test_syscall_numbers_in_the_header_match_the_tables_the_series_patches() -> 
     for target, calls in wired.items():
         assert layouts[target].constants["CKPT_NR_CHECKPOINT"] == calls["checkpoint"]
         assert layouts[target].constants["CKPT_NR_RESTART"] == calls["restart"]
+
+
+def test_kernel_size_checks_agree_with_every_compiler() -> None:
+    """kernel/checkpoint/format.c (patch 1) pins record sizes in the kernel build; every target's
+    compiler must lay the structs out at exactly those sizes."""
+    import re
+
+    text = "\n".join(line[1:] for patch in series_patches(DEFAULT_SERIES)
+                     for line in patch.read_text().splitlines() if line.startswith("+"))
+    checks = re.findall(r"static_assert\(sizeof\(struct (\w+)\) == (\d+)\);", text)
+    pinned = {name: int(size) for name, size in checks}
+    report = check_series(DEFAULT_SERIES)
+    for lay in report.layouts:
+        assert {name: lay.structs[name].size for name in pinned} == pinned, lay.target
+    assert len(pinned) >= 35
