@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from crlab.config import SuiteConfig
+from crlab.cache import Cache
+from crlab.config import MatrixConfig, SuiteConfig
 from crlab.guest.lifecycle import Guest
 from crlab.guest.shell import GuestError
 from crlab.model import FailureClass, JobSpec, Status, TestResult
-from crlab.rootfs import GUEST_SUITES_DIR
+from crlab.rootfs import GUEST_SUITES_DIR, Rootfs
 from crlab.tap import parse_tap, summarize_tap
 from crlab.targets import TargetProfile
 
@@ -47,11 +48,19 @@ class JobContext(Protocol):
 
     def stage(self, name: str, detail: str = "") -> None: ...
 
-    def boot(self, kernel: str | None = None, label: str = "",
-             min_memory_mb: int = 0) -> contextlib.AbstractContextManager[Guest]:
+    cfg: MatrixConfig  # the run's configuration (its kernel trees, targets, suites)
+    cache: Cache
+
+    def boot(self, kernel: str | None = None, label: str = "", min_memory_mb: int = 0,
+             rootfs: Rootfs | None = None) -> contextlib.AbstractContextManager[Guest]:
         """A booted guest of `kernel` (default: the job's kernel) on the job's target and transport.
         `label` names a second or later guest of the same job; its logs go to job_dir/label/.
-        `min_memory_mb` raises the target's memory for kinds that need more."""
+        `min_memory_mb` raises the target's memory for kinds that need more.  `rootfs` replaces
+        the suite's (a kind that adds its own archive to it)."""
+        ...
+
+    def rootfs(self) -> Rootfs:
+        """The suite's root filesystem for the job's target (built when missing)."""
         ...
 
     def guest_env(self, guest: Guest) -> dict[str, str]: ...
@@ -113,9 +122,9 @@ KINDS: dict[str, JobKind] = {kind.name: kind for kind in (TapSuite(),)}
 
 def _register() -> None:
     # kinds in other modules (they import this one, hence not at the top)
-    from crlab import crsuite
+    from crlab import crsuite, kselftest, kunit
 
-    for kind in crsuite.KINDS:
+    for kind in (*crsuite.KINDS, *kselftest.KINDS, *kunit.KINDS):
         KINDS.setdefault(kind.name, kind)
 
 

@@ -61,6 +61,7 @@ class Job:
         self.suite = self.cfg.suites[spec.suite]
         self.profile = self.cfg.targets[spec.target]
         self.job_dir = job_dir
+        self.cache = orchestrator.cache
         self.timings = result.timings
         self.info = result.info
         self.suite_dir_in_guest = f"{GUEST_SUITES_DIR}/{self.suite.suite}"
@@ -116,9 +117,10 @@ class Job:
         return self._rootfs
 
     @contextlib.contextmanager
-    def boot(self, kernel: str | None = None, label: str = "", min_memory_mb: int = 0) -> Iterator[Guest]:
+    def boot(self, kernel: str | None = None, label: str = "", min_memory_mb: int = 0,
+             rootfs: Rootfs | None = None) -> Iterator[Guest]:
         built = self.kernel(kernel)
-        rootfs = self.rootfs()
+        rootfs = rootfs or self.rootfs()
         guest_dir = self.job_dir / label if label else self.job_dir
         use_ssh = self.spec.transport == "ssh"
         profile = self.profile
