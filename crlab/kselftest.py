@@ -60,6 +60,12 @@ exec /bin/busybox timeout "$secs" "$@"
 """
 
 
+# The runner scripts of several collections (vm/run_vmtests.sh, futex/run.sh, rseq's) start with
+# #!/bin/bash; the guest has busybox only, so /bin/bash is busybox's ash there.  A script that
+# needs more than ash gives a failing result, never a hidden one.
+GUEST_BASH = "busybox ash"
+
+
 class KselftestError(RuntimeError):
     """The selftests could not be built at all (not one collection's failure: that is a SKIP)."""
 
@@ -202,9 +208,13 @@ def build_selftests(tree_key: str, tree: Path, profile: TargetProfile, collectio
                     cache: Cache, notify: Any = None) -> SelftestBuild:
     what = f"kselftests for {profile.name}"
     names = [c.name for c in collections]
+    # some Makefiles (vm) pick arch-specific programs by the build host's `uname -m` unless told;
+    # they fold it the way vm/Makefile does (ppc64le -> ppc64)
+    machine = re.sub(r"^ppc64.*", "ppc64", re.sub(r"^aarch64.*", "arm64", profile.uname_machine or profile.arch))
     inputs = {"tree": tree_key, "target": profile.name, "arch": profile.arch,
               "cross_compile": profile.cross_compile, "toolchain": Apt(cache).toolchain(profile, what),
-              "collections": sorted(names), "wrapper": TIMEOUT_WRAPPER, "recipe": KSELFTEST_RECIPE}
+              "collections": sorted(names), "machine": machine, "wrapper": TIMEOUT_WRAPPER,
+              "bash": GUEST_BASH, "recipe": KSELFTEST_RECIPE}
     key = hash_inputs("kselftest", inputs)
     selftests = tree / "tools" / "testing" / "selftests"
     if not selftests.is_dir():
@@ -217,7 +227,8 @@ def build_selftests(tree_key: str, tree: Path, profile: TargetProfile, collectio
         logs = scratch / "logs"
         logs.mkdir()
         install = scratch / "install"
-        make = ["make", f"ARCH={profile.arch}", f"CROSS_COMPILE={profile.cross_compile}", f"O={obj}"]
+        make = ["make", f"ARCH={profile.arch}", f"CROSS_COMPILE={profile.cross_compile}", f"O={obj}",
+                f"MACHINE={machine}"]
         built: dict[str, bool] = {}
         reasons: dict[str, str] = {}
         with host_build_lock() as waited:
@@ -248,6 +259,8 @@ def build_selftests(tree_key: str, tree: Path, profile: TargetProfile, collectio
         for guest_path, host in sorted(libraries.items()):
             archive.add_file(guest_path.lstrip("/"), host, mode=0o755)
         archive.add_file("usr/bin/timeout", TIMEOUT_WRAPPER.encode(), mode=0o755)
+        if GUEST_BASH:
+            archive.add_symlink("bin/bash", "busybox")
         archive.write(scratch / "kselftest.cpio.gz")
         meta = {**inputs, "built": built, "reasons": reasons, "programs": len(programs),
                 "libraries": {k: str(v) for k, v in sorted(libraries.items())}, "missing_libraries": sorted(missing),
