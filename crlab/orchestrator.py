@@ -252,6 +252,9 @@ class Orchestrator:
             if result.attempts > 1 and result.status == Status.PASS:
                 result.info["flaky"] = True
                 result.message = (f"passed on attempt {result.attempts} (flaky) " + result.message).strip()
+            if any(key.endswith("ignored_shutdown") and value for key, value in result.info.items()):
+                # the guest ignored the shutdown command; lifecycle killed QEMU and kept its logs
+                result.message = (result.message + " (QEMU did not exit after the shutdown command; killed)").strip()
         except kstages.KernelStageError as exc:
             result.status = Status.FAIL
             result.failure = {"patch": FailureClass.PATCH, "configure": FailureClass.CONFIG}.get(

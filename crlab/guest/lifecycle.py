@@ -178,6 +178,8 @@ def guest(spec: GuestSpec, on_boot: Callable[[], object] | None = None,
                            reservation.port if reservation else None, connect_timeout=60 if with_net else 10)
         yield Guest(machine, boot, shell, spec, info)
     except (BootFailure, GuestError) as exc:
+        if isinstance(exc, TransportError) and not isinstance(exc, HostKeyRefused) and machine and not machine.alive:
+            exc = GuestGone(f"{exc} (QEMU exited)")  # the connection dropped because QEMU is gone
         raise classify(exc, machine.read_console_log() if machine else "", spec.name) from exc
     finally:
         if shell is not None:
@@ -185,6 +187,8 @@ def guest(spec: GuestSpec, on_boot: Callable[[], object] | None = None,
                 shell.close()
         if machine is not None:
             info["clean_shutdown"] = machine.shutdown()
+            if machine.ignored_shutdown:
+                info["ignored_shutdown"] = True
             with _LIVE_LOCK:
                 _LIVE.discard(machine)
         if reservation is not None:

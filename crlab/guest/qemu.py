@@ -116,6 +116,7 @@ class QemuMachine:
         self.console_log = cfg.job_dir / "console.log"
         self.stderr_log = cfg.job_dir / "qemu.stderr"
         self.started_at = 0.0
+        self.ignored_shutdown = False  # running, and still running `timeout` s after the shutdown command
 
     @property
     def command(self) -> list[str]:
@@ -225,6 +226,7 @@ class QemuMachine:
             with contextlib.suppress(OSError):
                 self.child.sendline(self.cfg.profile.shutdown_command)
             clean = self._wait_exit(timeout)
+            self.ignored_shutdown = not clean
         self.kill()
         return clean
 

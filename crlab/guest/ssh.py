@@ -52,6 +52,17 @@ class _PinnedHostKey(paramiko.MissingHostKeyPolicy):
                                    f"offered {key.get_name()} {key.get_base64()[:24]}...")
 
 
+def _gone(transport: paramiko.Transport, wait: float = 3.0) -> bool:
+    """Whether the SSH connection is down (within `wait` s: paramiko notices a closed socket in its
+    own thread)."""
+    deadline = time.monotonic() + wait
+    while transport.is_active():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
 class SshShell:
     name = "ssh"
 
@@ -111,6 +122,14 @@ class SshShell:
         except TimeoutError as exc:
             channel.close()
             raise CommandTimeout(command, timeout, b"".join(chunks).decode(errors="replace")) from exc
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise TransportError(f"job {self.job}: the SSH connection dropped while a command ran: "
+                                 f"{type(exc).__name__}: {exc}") from exc
+        if status == -1 and _gone(transport):
+            # no exit status: the connection closed under the command (a command killed by a signal
+            # also has none, but leaves the connection up)
+            raise TransportError(f"job {self.job}: the SSH connection dropped while a command ran "
+                                 f"({len(b''.join(chunks))} bytes of output received)")
         channel.close()
         return b"".join(chunks), status
 
