@@ -82,6 +82,12 @@ def _url(path: Path, base_url: str | None) -> str:
     return path.resolve().as_uri()
 
 
+def lava_arch(profile: Any) -> str:
+    """LAVA's name of the job's architecture: it runs qemu-system-<arch> to check QEMU's version,
+    so it is the suffix of the target's QEMU binary (ppc64, not the kernel's ARCH=powerpc)."""
+    return str(profile.qemu_binary).removeprefix("qemu-system-")
+
+
 def device_dictionary(cfg: MatrixConfig, target: str) -> dict[str, Any]:
     profile = cfg.targets[target]
     options = ["-accel tcg", f"-machine {profile.machine}", f"-cpu {profile.cpu}", f"-m {profile.memory_mb}",
@@ -99,7 +105,7 @@ def device_dictionary(cfg: MatrixConfig, target: str) -> dict[str, Any]:
             "boot_retry": 0,
         },
         "commands": {"connect": ""},
-        "available_architectures": [profile.arch],
+        "available_architectures": [lava_arch(profile)],
         "actions": {
             "deploy": {"methods": {"image": {"parameters": {"guest": {"size": 512, "interface": "virtio"}}}}},
             "boot": {"methods": {"qemu": {"parameters": {"command": profile.qemu_binary, "options": options}}}},
@@ -128,7 +134,7 @@ def job_definition(cfg: MatrixConfig, spec: JobSpec, kernel: Path, initrd: Path,
         "device_type": "qemu",
         "visibility": "public",
         "priority": "medium",
-        "context": {"arch": profile.arch},
+        "context": {"arch": lava_arch(profile)},
         "timeouts": {"job": {"minutes": max(5, (timeouts.boot_timeout + timeouts.run_timeout) // 60 + 2)},
                      "action": {"minutes": 5}, "connection": {"minutes": 2}},
         "actions": [
@@ -168,9 +174,11 @@ def export_lava(cfg: MatrixConfig, out_dir: Path, base_url: str | None = None, c
     cache = cache or Cache()
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "devices").mkdir(exist_ok=True)
-    export = Export(dispatcher=out_dir / "dispatcher.yaml")
-    export.dispatcher.write_text(yaml.safe_dump(dispatcher_config(), sort_keys=False))
+    dispatcher = out_dir / "dispatcher.yaml"
+    dispatcher.write_text(yaml.safe_dump(dispatcher_config(), sort_keys=False))
+    export = Export(dispatcher=dispatcher)
     logs = out_dir / "build-logs"
+    written: set[Path] = set()
     for spec in cfg.jobs:
         suite = cfg.suites[spec.suite]
         if suite.kind != "tap" or spec.consumer or spec.engine:
@@ -189,7 +197,8 @@ def export_lava(cfg: MatrixConfig, out_dir: Path, base_url: str | None = None, c
         env = {"CRLAB_EXPECT_RELEASE": built.release, "CRLAB_EXPECT_VERSION": built.uts_version,
                "CRLAB_EXPECT_MACHINE": profile.uname_machine, "CRLAB_TARGET": profile.name, "CRLAB_JOB": spec.job_id}
         device = out_dir / "devices" / f"{spec.target}.yaml"
-        if not device.exists():
+        if device not in written:
+            written.add(device)
             device.write_text(yaml.safe_dump(device_dictionary(cfg, spec.target), sort_keys=False))
         path = out_dir / f"{spec.dir_name}.yaml"
         path.write_text(f"# LAVA job for crlab cell {spec.job_id} (harness.py export lava {cfg.path.name})\n"
