@@ -10,6 +10,7 @@ half-written entry that looks finished, and a complete entry is checked cheaply 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -274,15 +275,22 @@ class Cache:
                 self.notify(f"cache entry {kind}/{key} is damaged ({state.problem}): moved to {kept}; rebuilding")
             self.notify(f"building {what} ({kind}/{key})")
             failed_log = self.root / "logs" / f"{kind}-{key}.failed.log"
-            with self.building(kind, key) as scratch:
-                try:
-                    build(scratch)
-                except BaseException:
-                    with contextlib.suppress(OSError):
-                        if (scratch / "build.log").exists():
-                            failed_log.parent.mkdir(parents=True, exist_ok=True)
-                            shutil.copyfile(scratch / "build.log", failed_log)
+            try:
+                with self.building(kind, key) as scratch:
+                    try:
+                        build(scratch)
+                    except BaseException:
+                        with contextlib.suppress(OSError):
+                            if (scratch / "build.log").exists():
+                                failed_log.parent.mkdir(parents=True, exist_ok=True)
+                                shutil.copyfile(scratch / "build.log", failed_log)
+                        raise
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
                     raise
+                # a write error carries no file name: say where, and that nothing was published
+                raise OSError(errno.ENOSPC, f"no space left on device in the cache {self.root} while building "
+                              f"{what} ({kind}/{key}); nothing was published") from exc
             with contextlib.suppress(OSError):
                 failed_log.unlink()  # an earlier failure of the same entry
         return CacheEntry(entry, built=True)

@@ -259,7 +259,7 @@ class Orchestrator:
             result.status = Status.FAIL
             result.failure = {"patch": FailureClass.PATCH, "configure": FailureClass.CONFIG}.get(
                 exc.stage, FailureClass.BUILD)
-            if exc.stage == "source":
+            if exc.stage == "source" or _out_of_space(exc.log):  # the host's fault, not the kernel's
                 result.status, result.failure = Status.INCOMPLETE, FailureClass.INFRA
             result.stage = exc.stage
             result.message = str(exc)
@@ -288,6 +288,18 @@ class Orchestrator:
             return kind.run(job)
         except GuestFailure as failure:
             return KindOutcome(failure.status, failure.failure, failure.stage, failure.message)
+
+
+def _out_of_space(log: Path | None) -> bool:
+    """Whether a failed build's log ends in a full disk (a compiler or cp reporting ENOSPC)."""
+    if log is None:
+        return False
+    try:
+        with open(log, "rb") as fh:
+            fh.seek(max(0, fh.seek(0, 2) - 65536))
+            return b"No space left on device" in fh.read()
+    except OSError:
+        return False
 
 
 def host_info() -> dict[str, str]:

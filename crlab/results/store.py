@@ -21,6 +21,7 @@ orchestrator's threads and separate processes can record results at the same tim
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import secrets
@@ -37,7 +38,7 @@ from crlab.model import AXES, FailureClass, JobResult, JobSpec, Status, TestResu
 from crlab.results.files import atomic_write
 from crlab.results.reporters import DEFAULT_REPORTERS, Reporter
 from crlab.results.runinfo import RunInfo
-from crlab.results.schema import ensure_schema
+from crlab.results.schema import StoreError, ensure_schema
 
 DB_NAME = "crlab.sqlite"
 LATEST = "latest"
@@ -77,12 +78,37 @@ def _repeated(values: Sequence[str]) -> list[str]:
     return sorted(value for value, n in Counter(values).items() if n > 1)
 
 
+def _no_space(path: Path) -> bool:
+    try:
+        usage = os.statvfs(path)
+    except OSError:
+        return False
+    return usage.f_bavail * usage.f_frsize < 1 << 20  # under 1 MiB left: SQLite cannot grow its journal
+
+
+@contextlib.contextmanager
+def storage_errors(results_dir: Path) -> Iterator[None]:
+    """A full disk under the results directory becomes one clear error (StoreError: the command line
+    prints it on one line and exits 2) instead of SQLite's "disk I/O error" traceback; the store's
+    transactions and atomic writes mean nothing half-written stays behind."""
+    try:
+        yield
+    except (OSError, sqlite3.OperationalError) as exc:
+        full = getattr(exc, "errno", None) == errno.ENOSPC or (
+            isinstance(exc, sqlite3.OperationalError) and _no_space(results_dir))
+        if not full:
+            raise
+        raise StoreError(f"results directory {results_dir}: no space left on device ({exc}); "
+                         "earlier results are intact, free some space and run again") from exc
+
+
 class ResultStore:
     def __init__(self, results_dir: Path) -> None:
         self.results_dir = Path(results_dir)
-        self.results_dir.mkdir(parents=True, exist_ok=True)
-        self.db_path = self.results_dir / DB_NAME
-        self.version_found = ensure_schema(self.db_path)  # 0: new; below SCHEMA_VERSION: migrated
+        with storage_errors(self.results_dir):
+            self.results_dir.mkdir(parents=True, exist_ok=True)
+            self.db_path = self.results_dir / DB_NAME
+            self.version_found = ensure_schema(self.db_path)  # 0: new; below SCHEMA_VERSION: migrated
 
     # -- database plumbing -------------------------------------------------------------------
 
@@ -101,12 +127,13 @@ class ResultStore:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """A short write transaction; it takes the write lock up front so it cannot deadlock."""
-        with self.connect() as conn:
+        with storage_errors(self.results_dir), self.connect() as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
             except BaseException:
-                conn.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):  # a failed COMMIT has rolled back already
+                    conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
 
@@ -121,6 +148,11 @@ class ResultStore:
         for what, values in (("job", [s.key for s in jobs]), ("job directory", [s.dir_name for s in jobs])):
             if duplicates := _repeated(values):
                 raise ValueError(f"the same {what} appears more than once: {', '.join(duplicates)}")
+        with storage_errors(self.results_dir):
+            return self._create_run(config_path, config_digest, jobs, host, config_text, config_sources)
+
+    def _create_run(self, config_path: Path, config_digest: str, jobs: list[JobSpec], host: dict[str, Any],
+                    config_text: str, config_sources: dict[str, str] | None) -> Run:
         for _ in range(20):
             run_id = _new_run_id()
             run_dir = self.results_dir / run_id
@@ -278,8 +310,9 @@ class Run:
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 test_rows,
             )
-        atomic_write(self.job_dir(spec) / "result.json",
-                     json.dumps(result.to_dict(), indent=2, sort_keys=True, default=str) + "\n")
+        with storage_errors(self.store.results_dir):
+            atomic_write(self.job_dir(spec) / "result.json",
+                         json.dumps(result.to_dict(), indent=2, sort_keys=True, default=str) + "\n")
 
     def mark_running(self) -> None:
         """Mark the run as running again (when it is resumed)."""
@@ -350,6 +383,10 @@ class Run:
                 continue
             if path is not None:
                 paths[reporter.name] = path
+        if failed and _no_space(self.dir):
+            raise StoreError(f"results directory {self.dir}: no space left on device; reports not written: "
+                             + "; ".join(failed) + " (the results are in the store: `harness.py report "
+                             f"{self.run_id}` rewrites them once there is space)")
         if failed:
             raise ReportError(f"run {self.run_id}: reports failed: " + "; ".join(failed))
         return paths
