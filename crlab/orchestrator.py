@@ -13,7 +13,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import shutil
+import signal
 import subprocess
+import sys
 import threading
 import time
 import traceback
@@ -208,7 +210,14 @@ class Orchestrator:
         return results
 
     def interrupt(self) -> None:
-        """Stop: kill every guest and build so that the workers return quickly."""
+        """Stop: kill every guest and build so that the workers return quickly.  A second Ctrl-C
+        while this runs, or while the run is being recorded, is ignored: stopping is under way, and
+        an exception in the middle of it would lose the record of the run."""
+        if threading.current_thread() is threading.main_thread() and not self.stop.is_set():
+            # ignored, not handled: Python drops its own handlers while it exits, and a Ctrl-C
+            # then would kill the process with the run half-recorded
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            sys.stderr.write("crlab: stopping guests and builds (a further Ctrl-C is ignored)\n")
         self.stop.set()
         lifecycle.kill_all()
         runner.cancel_all()  # kernel, userland and program builds alike
@@ -249,6 +258,10 @@ class Orchestrator:
                                 "tests": {t.name: t.status.value for t in outcome.tests}})
                 self.progress.note(f"{spec.job_id}: attempt {attempt} {outcome.status.value} "
                                    f"({outcome.failure.value}); retrying")
+            if self.stop.is_set() and result.status != Status.PASS:
+                # the interrupt killed the guest (or the build): that is why it did not pass
+                result.status, result.failure = Status.INCOMPLETE, FailureClass.INTERRUPTED
+                result.message = "the run was interrupted" + (f" ({result.message})" if result.message else "")
             if result.attempts > 1 and result.status == Status.PASS:
                 result.info["flaky"] = True
                 result.message = (f"passed on attempt {result.attempts} (flaky) " + result.message).strip()
