@@ -27,6 +27,14 @@ def require_qemu(binary: str) -> None:
         pytest.skip(f"{binary} is not installed (run `harness.py selftest`, which installs it)")
 
 
+def missing_prerequisite(why: str) -> None:
+    """A host prerequisite (a tool, a cross compiler, root) is absent: under CI, where `harness.py
+    selftest` installs everything and runs as root, that is a failure; elsewhere a skip saying why."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{why} (CI must have it: `harness.py selftest` installs it, as root)")
+    pytest.skip(why)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Fast tests first, boots last: a broken parser shows up in seconds, not after the builds."""
     items.sort(key=lambda item: item.get_closest_marker("boot") is not None)

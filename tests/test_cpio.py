@@ -13,8 +13,13 @@ from pathlib import Path
 import pytest
 
 from crlab.cpio import CpioWriter, normalize
+from tests.conftest import missing_prerequisite
 
-pytestmark = pytest.mark.skipif(shutil.which("cpio") is None, reason="needs the host's cpio")
+
+@pytest.fixture(autouse=True)
+def _host_cpio() -> None:
+    if shutil.which("cpio") is None:
+        missing_prerequisite("needs the host's cpio to read the archives back")
 
 
 def _sample(tmp_path: Path) -> CpioWriter:
@@ -108,8 +113,9 @@ def _raw(tmp_path: Path, raw: bytes) -> Path:
     return path
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="creating device nodes needs root")
 def test_extract_device_node_as_root(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        missing_prerequisite("creating device nodes needs root")
     archive = _sample(tmp_path).write(tmp_path / "a.cpio", compress=None)
     out = tmp_path / "x"
     out.mkdir()

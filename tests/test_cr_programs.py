@@ -27,6 +27,7 @@ import yaml
 from elftools.elf.elffile import ELFFile
 
 from crlab.paths import REPO_ROOT
+from tests.conftest import missing_prerequisite
 
 SUITE = REPO_ROOT / "suites" / "cr"
 PROBE = REPO_ROOT / "tests" / "data" / "cr" / "contract_probe.c"
@@ -210,7 +211,7 @@ def native_runs(native: dict[str, Path], tmp_path_factory: pytest.TempPathFactor
 @pytest.mark.parametrize("name", PROGRAMS)
 def test_program_passes_without_cr(name: str, native_runs: dict[str, Run]) -> None:
     if name not in native_runs:
-        pytest.skip(f"{name} needs root (it creates namespaces) and this run is uid {os.geteuid()}")
+        missing_prerequisite(f"{name} needs root (it creates namespaces) and this run is uid {os.geteuid()}")
     run = native_runs[name]
     context = f"launcher: {run.launcher_stderr!r}; log: {run.log_tail}"
     assert run.launcher_status == 0, (
@@ -329,7 +330,7 @@ def test_damaged_state_is_reported(name: str, damage: Callable[[int, Path], None
 def cross_cc(request: pytest.FixtureRequest) -> Iterator[str]:
     cc = str(request.param)
     if shutil.which(cc) is None:
-        pytest.skip(f"{cc} is not installed (crlab's host set-up installs Debian's cross compilers)")
+        missing_prerequisite(f"{cc} is not installed (crlab's host set-up installs Debian's cross compilers)")
     yield cc
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,7 +19,8 @@ from crlab.targets import builtin_profiles, get_profile
 @pytest.mark.parametrize("name", sorted(builtin_profiles()))
 def test_qemu_command_line_per_target(name: str, tmp_path: Path) -> None:
     profile = get_profile(name)
-    cfg = MachineConfig(profile, tmp_path / "image", tmp_path / "initrd", tmp_path, ssh_port=23456)
+    port = free_block(1)  # only written into the command line, never bound
+    cfg = MachineConfig(profile, tmp_path / "image", tmp_path / "initrd", tmp_path, ssh_port=port)
     cmd = qemu_command(cfg)
     assert cmd[0] == profile.qemu_binary
     assert cmd[cmd.index("-cpu") + 1] == profile.cpu and profile.cpu, "the cpu model must be pinned"
@@ -27,7 +29,7 @@ def test_qemu_command_line_per_target(name: str, tmp_path: Path) -> None:
     append = cmd[cmd.index("-append") + 1]
     assert f"console={profile.console}" in append and "panic=-1" in append
     netdev = cmd[cmd.index("-netdev") + 1]
-    assert "hostfwd=tcp:127.0.0.1:23456-:22" in netdev, "forwards must listen on loopback only"
+    assert f"hostfwd=tcp:127.0.0.1:{port}-:22" in netdev, "forwards must listen on loopback only"
     assert cmd[cmd.index("-device") + 1].startswith(profile.nic_device)
 
 
@@ -60,33 +62,68 @@ def test_wrap_command_isolates_cwd_and_env() -> None:
     assert text.endswith(")")
 
 
+def free_block(size: int) -> int:
+    """The first port of `size` consecutive ports that nothing on the host listens on now (chosen
+    by the kernel's ephemeral allocator, so no fixed port numbers)."""
+    for _ in range(100):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = probe.getsockname()[1]
+        if base + size < 65536 and all(_bindable(port) for port in range(base, base + size)):
+            return base
+    raise AssertionError(f"no {size} consecutive free ports on this host")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+_BARRIER: Any = None
+
+
+def _init_worker(barrier: Any, port_range: tuple[int, int]) -> None:
+    global _BARRIER
+    import crlab.guest.ports as ports
+
+    _BARRIER = barrier
+    ports.PORT_RANGE = port_range
+
+
 def _reserve_many(args: tuple[str, int]) -> list[int]:
     lock_dir, count = args
-    held = [reserve_port(Path(lock_dir)) for _ in range(count)]
-    ports = [r.port for r in held]
-    # hold them until every process has reserved its share, then report
-    import time
-    time.sleep(1.0)
+    held = [reserve_port(Path(lock_dir), attempts=2000) for _ in range(count)]
+    _BARRIER.wait(timeout=120)  # every process holds its share at the same time before any releases
     for r in held:
         r.release()
-    return ports
+    return [r.port for r in held]
 
 
 def test_parallel_jobs_never_get_the_same_port(tmp_path: Path) -> None:
-    """Eight processes reserving 25 ports each at the same time: 200 distinct ports."""
-    with multiprocessing.get_context("spawn").Pool(8) as pool:
+    """Eight processes each hold 25 ports at the same moment, drawn from a range of only 300: with
+    the lock they are 200 distinct ports; without it (drawing 200 of 300 at random) a repeat is
+    all but certain (the chance of none is below 1e-25), so the test fails whenever the lock is gone."""
+    base = free_block(300)
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Manager().Barrier(8)
+    with ctx.Pool(8, initializer=_init_worker, initargs=(barrier, (base, base + 300))) as pool:
         batches = pool.map(_reserve_many, [(str(tmp_path), 25)] * 8)
     ports = [p for batch in batches for p in batch]
     assert len(ports) == 200
-    assert len(set(ports)) == 200
+    assert len(set(ports)) == 200, f"{200 - len(set(ports))} ports handed out twice"
 
 
 def test_a_port_in_use_on_the_host_is_never_handed_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
-    busy = listener.getsockname()[1]
     import crlab.guest.ports as ports
+
+    busy = free_block(2)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", busy))
+    listener.listen()
 
     monkeypatch.setattr(ports, "PORT_RANGE", (busy, busy + 2))  # two candidates, one taken
     try:
@@ -100,7 +137,8 @@ def test_a_port_in_use_on_the_host_is_never_handed_out(tmp_path: Path, monkeypat
 def test_a_reserved_port_is_not_handed_out_twice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import crlab.guest.ports as ports
 
-    monkeypatch.setattr(ports, "PORT_RANGE", (31000, 31002))
+    base = free_block(2)
+    monkeypatch.setattr(ports, "PORT_RANGE", (base, base + 2))
     first = reserve_port(tmp_path)
     second = reserve_port(tmp_path)
     assert first.port != second.port

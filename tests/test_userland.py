@@ -23,6 +23,7 @@ from crlab.userland import (
     expected_elf,
     sourcebuild,
 )
+from tests.conftest import missing_prerequisite
 
 HOST_X86_64 = os.uname().machine == "x86_64"
 C_PROGRAM = '#include <stdio.h>\nint main(void) { puts("crlab"); return 0; }\n'
@@ -30,7 +31,7 @@ C_PROGRAM = '#include <stdio.h>\nint main(void) { puts("crlab"); return 0; }\n'
 
 def _compile(tmp_path: Path, cc: str, *flags: str) -> Path:
     if shutil.which(cc) is None:
-        pytest.skip(f"{cc} is not installed")
+        missing_prerequisite(f"{cc} is not installed (crlab's host set-up installs Debian's cross compilers)")
     src = tmp_path / "hello.c"
     src.write_text(C_PROGRAM)
     out = tmp_path / f"hello-{cc}{''.join(flags)}"
