@@ -168,7 +168,8 @@ def _needed_libraries(programs: list[Path], profile: TargetProfile) -> tuple[dic
     found: dict[str, Path] = {}
     missing: set[str] = set()
     queue = list(programs)
-    seen_names: set[str] = set()
+    # a collection's own libraries (rseq's librseq.so) sit beside its programs, found by their rpath
+    seen_names: set[str] = {p.name for p in programs}
     while queue:
         path = queue.pop()
         try:
