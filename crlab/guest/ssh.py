@@ -42,10 +42,14 @@ class _HostKeyMismatch(paramiko.SSHException):
 
 
 class _PinnedHostKey(paramiko.MissingHostKeyPolicy):
-    def __init__(self, expected: str) -> None:
+    def __init__(self, expected: str | None) -> None:
         self.expected = expected
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        # decided only once a server answers: with nothing listening the error says that instead
+        if not self.expected or len(self.expected.split()) < 2:
+            raise _HostKeyMismatch(f"the guest announced no host key on its console (no 'crlab-hostkey:' "
+                                   f"line); not trusting the {key.get_name()} key the server offered")
         kind, blob = self.expected.split()[:2]
         if key.get_name() != kind or key.get_base64() != blob:
             raise _HostKeyMismatch(f"the guest announced {kind} {blob[:24]}... on its console, the server "
@@ -71,9 +75,6 @@ class SshShell:
         self.port = port
         self.job = job
         self.client = paramiko.SSHClient()
-        if not host_key or len(host_key.split()) < 2:
-            raise HostKeyRefused(f"job {job}: SSH host key refused: the guest announced no host key on its console "
-                                 f"(no 'crlab-hostkey:' line); not trusting whatever answers on 127.0.0.1:{port}")
         self.client.set_missing_host_key_policy(_PinnedHostKey(host_key))
         deadline = time.monotonic() + connect_timeout
         last_error: Exception | None = None
@@ -85,8 +86,7 @@ class SshShell:
                 return
             except _HostKeyMismatch as exc:
                 self.client.close()
-                raise HostKeyRefused(f"job {job}: SSH host key refused: the server at 127.0.0.1:{port} is not "
-                                     f"this guest: {exc}") from None
+                raise HostKeyRefused(f"job {job}: SSH host key refused for 127.0.0.1:{port}: {exc}") from None
             except (OSError, paramiko.SSHException, EOFError) as exc:
                 last_error = exc
                 time.sleep(1)
