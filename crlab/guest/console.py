@@ -9,10 +9,12 @@ CONFIG_PRINTK_TIME) can land in the middle of the output: they are cut out and k
 from __future__ import annotations
 
 import base64
+import collections
 import hashlib
 import itertools
 import re
 import shlex
+import time
 from pathlib import Path
 
 import pexpect
@@ -28,6 +30,44 @@ def split_kernel_messages(text: str) -> tuple[str, list[str]]:
     text = text.replace("\r\n", "\n").replace("\r", "")
     messages = [m.group(0).rstrip("\n") for m in KERNEL_LINE.finditer(text)]
     return KERNEL_LINE.sub("", text), messages
+
+
+# A command's output kept in memory: its first and its last OUTPUT_KEEP characters each (a flood
+# in the middle is counted, not kept; the TAP summary at the end survives).  The console log file
+# has its own cap (crlab.guest.qemu.CONSOLE_LOG_CAP).
+OUTPUT_KEEP = 8 * 1024 * 1024
+_SEARCH_TAIL = 512  # longer than a marker line or the start of a panic line
+_READ_SIZE = 65536
+
+
+class _BoundedOutput:
+    def __init__(self, keep: int | None = None) -> None:
+        self.keep = OUTPUT_KEEP if keep is None else keep
+        self.head: list[str] = []
+        self.head_len = 0
+        self.tail: collections.deque[str] = collections.deque()
+        self.tail_len = 0
+        self.dropped = 0
+
+    def add(self, text: str) -> None:
+        if not text:
+            return
+        if self.head_len < self.keep:
+            part = text[:self.keep - self.head_len]
+            self.head.append(part)
+            self.head_len += len(part)
+            text = text[len(part):]
+        if text:
+            self.tail.append(text)
+            self.tail_len += len(text)
+            while self.tail_len - len(self.tail[0]) >= self.keep:  # whole chunks beyond the tail
+                self.tail_len -= len(self.tail[0])
+                self.dropped += len(self.tail.popleft())
+
+    def text(self) -> str:
+        note = (f"\n[crlab: {self.dropped} characters of output not kept here (the first and last "
+                f"{self.keep} are)]\n") if self.dropped else ""
+        return "".join(self.head) + note + "".join(self.tail)
 
 
 class ConsoleShell:
@@ -50,20 +90,45 @@ class ConsoleShell:
         typed_begin, typed_end, begin, end = self._markers()
         # one command line, so that no prompt or echo lands between the two markers
         self.child.sendline(f"echo {typed_begin}; {script}; echo {typed_end}:$?")
+        deadline = time.monotonic() + timeout
         try:
             self.child.expect(re.escape(begin) + r"\r*\n", timeout=timeout)
-            index = self.child.expect([re.escape(end) + r":(\d+)\r*\n", PANIC.pattern], timeout=timeout)
         except pexpect.TIMEOUT as exc:
             partial = str(self.child.before or "")
             self._recover()
             raise CommandTimeout(script, timeout, partial) from exc
         except pexpect.EOF as exc:
             raise GuestGone(self._gone_reason()) from exc
-        if index == 1:
-            raise GuestGone(self._gone_reason())
-        output, messages = split_kernel_messages(str(self.child.before))
-        assert self.child.match is not None
-        return CommandResult(output=output, exit_status=int(self.child.match.group(1)), kernel_messages=messages)
+        output = _BoundedOutput()
+        # read the command's output ourselves rather than with expect(): a guest that prints
+        # hundreds of MB must not make crlab search (or hold) all of it; only a short tail that a
+        # marker or panic line may straddle is searched again
+        pending, self.child.buffer = str(self.child.buffer), ""
+        end_line = re.compile(re.escape(end) + r":(\d+)\r*\n")
+        while True:
+            done, panic = end_line.search(pending), PANIC.search(pending)
+            if panic and (done is None or panic.start() < done.start()):
+                raise GuestGone(self._gone_reason())
+            if done:
+                output.add(pending[:done.start()])
+                self.child.buffer = pending[done.end():]
+                break
+            if len(pending) > _SEARCH_TAIL:
+                output.add(pending[:-_SEARCH_TAIL])
+                pending = pending[-_SEARCH_TAIL:]
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                output.add(pending)
+                self._recover()
+                raise CommandTimeout(script, timeout, output.text())
+            try:
+                pending += self.child.read_nonblocking(_READ_SIZE, timeout=min(remaining, 1.0))
+            except pexpect.TIMEOUT:
+                continue
+            except pexpect.EOF as exc:
+                raise GuestGone(self._gone_reason()) from exc
+        text, messages = split_kernel_messages(output.text())
+        return CommandResult(output=text, exit_status=int(done.group(1)), kernel_messages=messages)
 
     def _gone_reason(self) -> str:
         panic = PANIC.search(self.machine.read_console_log())

@@ -107,6 +107,44 @@ class BootInfo:
         return "crlab-init: dropbear started" in self.boot_log
 
 
+# How much of a guest's console crlab keeps on disk (console.log); past it, one line says how much
+# more there was.  A flooding guest costs disk up to this, and crlab's memory not at all.
+CONSOLE_LOG_CAP = 64 * 1024 * 1024
+
+
+class CappedLog:
+    """A text file that keeps the first `cap` bytes written to it, then counts the rest."""
+
+    def __init__(self, path: Path, cap: int) -> None:
+        self._fh = open(path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115
+        self.cap = cap
+        self.written = self._fh.tell()
+        self.dropped = 0
+
+    def write(self, text: str) -> int:
+        if self.written < self.cap:
+            part = text[:self.cap - self.written]
+            self._fh.write(part)
+            self.written += len(part.encode("utf-8", errors="replace"))
+            text = text[len(part):]
+            if text:
+                self._fh.write(f"\n[crlab: console log capped at {self.cap} bytes; later output not kept]\n")
+        self.dropped += len(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self._fh.flush()
+
+    def close(self) -> None:
+        if self.dropped:
+            self._fh.write(f"[crlab: {self.dropped} characters of console output were not kept]\n")
+        self._fh.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._fh.closed
+
+
 class QemuMachine:
     """One running guest. The serial console is QEMU's stdio, a pty that pexpect reads."""
 
@@ -130,7 +168,7 @@ class QemuMachine:
         self.started_at = time.monotonic()
         self.child = pexpect.spawn("/bin/sh", ["-c", shell_cmd], encoding="utf-8", codec_errors="replace",
                                    timeout=30, maxread=65536, dimensions=(500, 500), echo=False)
-        self.child.logfile_read = open(self.console_log, "a", encoding="utf-8")  # noqa: SIM115
+        self.child.logfile_read = CappedLog(self.console_log, CONSOLE_LOG_CAP)
 
     def wait_for_boot(self) -> BootInfo:
         """Wait for /init's ready banner and the first prompt; classify anything else."""
