@@ -31,7 +31,7 @@ import yaml
 
 from crlab import kernel as kstages
 from crlab import runner
-from crlab.cache import Cache, hash_inputs, host_build_lock
+from crlab.cache import Cache, hash_file, hash_inputs, host_build_lock
 from crlab.cpio import CpioWriter
 from crlab.guest.shell import GuestError
 from crlab.jobkinds import JobContext, KindOutcome
@@ -275,17 +275,49 @@ def build_selftests(tree_key: str, tree: Path, profile: TargetProfile, collectio
                          float(meta["seconds"]), cached=not entry.built)
 
 
-def with_archive(base: Rootfs, extra: Path, extra_key: str, cache: Cache) -> Rootfs:
-    """The suite's rootfs with one more archive after it (the kernel unpacks them in order)."""
-    key = hash_inputs("rootfs-plus", {"base": base.key, "extra": extra_key})
+# glibc loads these with dlopen (no DT_NEEDED): pthread_exit and cancellation unwind through
+# libgcc_s ("libgcc_s.so.1 must be installed for pthread_exit to work", futex's tests abort)
+DLOPENED_LIBRARIES = ("libgcc_s.so.1",)
+
+
+def runtime_archive(profile: TargetProfile, cache: Cache) -> tuple[Path, str]:
+    """A cpio of the libraries glibc opens at run time, from the target's cross toolchain: (path, key)."""
+    gcc = f"{profile.cross_compile}gcc"
+    found = {name: _locate(gcc, name) for name in DLOPENED_LIBRARIES}
+    inputs = {"target": profile.name, "libraries": {n: [str(p), hash_file(p)] if p else None for n, p in found.items()}}
+    key = hash_inputs("kselftest-runtime", inputs)
+
+    def build(scratch: Path) -> None:
+        archive = CpioWriter()
+        archive.add_dir(GUEST_LIB_DIR.lstrip("/"))
+        for name, host in found.items():
+            if host is not None:
+                archive.add_file(f"{GUEST_LIB_DIR.lstrip('/')}/{name}", host, mode=0o755)
+        archive.write(scratch / "runtime.cpio.gz")
+        (scratch / "info.json").write_text(json.dumps(inputs, indent=1) + "\n")
+
+    entry = cache.get_or_build("kselftest-runtime", key, build, what=f"kselftest runtime libraries for {profile.name}")
+    return entry.path / "runtime.cpio.gz", key
+
+
+def with_archives(base: Rootfs, extras: list[tuple[Path, str]], cache: Cache) -> Rootfs:
+    """The suite's rootfs with more archives after it (the kernel unpacks them in order)."""
+    key = hash_inputs("rootfs-plus", {"base": base.key, "extra": [k for _, k in extras]})
 
     def build(scratch: Path) -> None:
         with open(scratch / "initramfs.cpio.gz", "wb") as out:
-            for part in (base.path, extra):
+            for part in (base.path, *(p for p, _ in extras)):
                 out.write(part.read_bytes())
 
     entry = cache.get_or_build("rootfs", key, build, what="rootfs with the kselftests")
     return Rootfs(key, entry.path / "initramfs.cpio.gz", cached=not entry.built)
+
+
+def listed_collections(install_list: Path) -> set[str]:
+    """Collections with at least one test in the runner's kselftest-list.txt (`collection:test`)."""
+    if not install_list.exists():
+        return set()
+    return {line.split(":", 1)[0] for line in install_list.read_text().splitlines() if ":" in line}
 
 
 # --------------------------------------------------------------------------- the kind
@@ -310,13 +342,18 @@ class KselftestSuite:
         for logfile in sorted((build.dir / "logs").glob("*.log")):
             copy = _copy(logfile, ctx.job_dir / f"kselftest-build-{logfile.name}")
             ctx.artifact(f"kselftest-build-{logfile.stem}", copy)
-        rootfs = with_archive(ctx.rootfs(), build.archive, build.key, ctx.cache)
+        rootfs = with_archives(ctx.rootfs(), [(build.archive, build.key), runtime_archive(ctx.profile, ctx.cache)],
+                               ctx.cache)
         tests: list[TestResult] = []
         problems: list[str] = []
-        runnable = [c for c in collections if build.built.get(c.name)]
+        listed = listed_collections(build.dir / "install" / "kselftest-list.txt")
+        runnable = [c for c in collections if build.built.get(c.name) and c.name in listed]
         for c in collections:
             if not build.built.get(c.name):
                 tests.append(TestResult(c.name, Status.SKIP, build.reasons.get(c.name, "not built")))
+            elif c.name not in listed:
+                tests.append(TestResult(c.name, Status.SKIP, "built, but its Makefile gives the kselftest runner no"
+                                        " test to run (none in kselftest-list.txt)"))
         if runnable:
             with ctx.boot(rootfs=rootfs) as guest:
                 ctx.stage("run", guest.spec.transport)

@@ -14,7 +14,15 @@ from typing import Any
 import pytest
 
 from crlab import model
-from crlab.kselftest import Collection, collection_results, leaf_name, load_collections, outcome, skip_reason
+from crlab.kselftest import (
+    Collection,
+    collection_results,
+    leaf_name,
+    listed_collections,
+    load_collections,
+    outcome,
+    skip_reason,
+)
 from crlab.model import Status
 from crlab.paths import REPO_ROOT, SUITES_DIR
 from tests.conftest import require_qemu
@@ -168,3 +176,11 @@ def test_collections_run_in_a_guest_and_every_leaf_is_recorded(kselftest_run: di
         assert tests["clone3"]["status"] == "skip" and "libcap" in tests["clone3"]["message"]
     assert job["timings"]["selftests_build_s"] > 0
     assert job["status"] == "pass", job.get("message")
+
+
+def test_a_collection_the_runner_lists_no_test_for_is_known(tmp_path: Path) -> None:
+    # linux-6.1's mount_setattr/Makefile builds its program as TEST_GEN_FILES: built, never listed
+    listing = tmp_path / "kselftest-list.txt"
+    listing.write_text("kcmp:kcmp_test\nfutex:run.sh\n")
+    assert listed_collections(listing) == {"kcmp", "futex"}
+    assert listed_collections(tmp_path / "missing.txt") == set()
