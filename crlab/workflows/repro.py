@@ -65,7 +65,7 @@ def describe(series: Series, mail: Path) -> list[str]:
         via = f" (attachment {patch.attachment})" if patch.attachment else ""
         lines.append(f"  {patch.number}/{patch.total} {patch.subject} - {patch.author}{via}")
         lines.extend(f"      {t}" for t in patch.trailers)
-    lines.extend(f"  skipped {s}" for s in series.skipped)
+    lines.extend(f"  not applied: {s}" for s in series.skipped)
     if series.reproducers:
         lines.append(f"  reproducer: {series.reproducers[0][0]}")
     return lines
