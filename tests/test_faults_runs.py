@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -139,7 +140,9 @@ options: {jobs: 2, retries: 0}
         assert proc.returncode == 0, output
     # the copy lacks the SSH rootfs (its key names the dropbear entry's path, which is the copy's):
     # one of the two processes builds it, the other waits and uses it
-    builds = [line.split("(")[-1] for output in outputs for line in output.splitlines() if "building " in line]
+    # the progress notes "[  0.0s] building <what> (<kind>/<key>)"
+    builds = [line.rsplit("(", 1)[-1].rstrip(")") for output in outputs for line in output.splitlines()
+              if re.match(r"\[ *[0-9.]+s\] building ", line)]
     assert len(builds) == len(set(builds)), builds  # no entry was built by both processes
     assert all(b.startswith("rootfs/") for b in builds), builds  # and no kernel at all
     assert not [p for p in (cache / "rootfs").iterdir() if p.name.startswith(".tmp-")]
