@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+import resource
 import shutil
 import tempfile
 import threading
@@ -177,6 +178,10 @@ def host_build_lock() -> Iterator[float]:
         _held.depth = depth
 
 
+# Use-locks one process holds at most: an open file each, well under the usual limit of 1024.
+_MAX_PINS = max(16, min(512, resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 4))
+
+
 class Cache:
     def __init__(self, root: Path | None = None, *, ccache_dir: Path | None = None,
                  notify: Callable[[str], object] | None = None) -> None:
@@ -213,8 +218,8 @@ class Cache:
         exclusively before removing an entry) never removes what a running harness uses."""
         name = f"{kind}/{key}"
         with self._pins_lock:
-            if name in self._pins:
-                return
+            if name in self._pins or len(self._pins) >= _MAX_PINS:
+                return  # past the cap (a huge matrix) an entry is used unpinned rather than run out of fds
             path = self.use_lock_path(kind, key)
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
