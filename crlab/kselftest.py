@@ -61,7 +61,7 @@ exec /bin/busybox timeout "$secs" "$@"
 
 
 # The runner scripts of several collections (vm/run_vmtests.sh, futex/run.sh, rseq's) start with
-# #!/bin/bash; the guest has busybox only, so /bin/bash is busybox's ash there.  A script that
+# #!/bin/bash; the guest has busybox only, so /bin/bash runs busybox's ash there (BASH_SHIM).  A script that
 # needs more than ash gives a failing result, never a hidden one.
 GUEST_BASH = "busybox ash"
 
@@ -280,11 +280,16 @@ def build_selftests(tree_key: str, tree: Path, profile: TargetProfile, collectio
 DLOPENED_LIBRARIES = ("libgcc_s.so.1",)
 
 
+BASH_SHIM = ("#!/bin/sh\n# crlab: the guest has no bash; #!/bin/bash scripts run under busybox ash\n"
+             'exec /bin/busybox ash "$@"\n')
+
+
 def runtime_archive(profile: TargetProfile, cache: Cache) -> tuple[Path, str]:
     """A cpio of the libraries glibc opens at run time, from the target's cross toolchain: (path, key)."""
     gcc = f"{profile.cross_compile}gcc"
     found = {name: _locate(gcc, name) for name in DLOPENED_LIBRARIES}
-    inputs = {"target": profile.name, "libraries": {n: [str(p), hash_file(p)] if p else None for n, p in found.items()}}
+    inputs = {"target": profile.name, "libraries": {n: [str(p), hash_file(p)] if p else None for n, p in found.items()},
+              "bash": BASH_SHIM}
     key = hash_inputs("kselftest-runtime", inputs)
 
     def build(scratch: Path) -> None:
@@ -293,6 +298,8 @@ def runtime_archive(profile: TargetProfile, cache: Cache) -> tuple[Path, str]:
         for name, host in found.items():
             if host is not None:
                 archive.add_file(f"{GUEST_LIB_DIR.lstrip('/')}/{name}", host, mode=0o755)
+        # replaces the build archive's bin/bash -> busybox link: Debian's busybox has no "bash" applet
+        archive.add_file("bin/bash", BASH_SHIM.encode(), mode=0o755)
         archive.write(scratch / "runtime.cpio.gz")
         (scratch / "info.json").write_text(json.dumps(inputs, indent=1) + "\n")
 

@@ -127,6 +127,11 @@ class _Level:
     # TAP <= 13 (crlab's suites, kselftest): diagnostics may come after their result or before it
     neighbour_rule: bool = False
     only_hash_lines: bool = False  # TAP <= 13 top level: prompts and echoes are not diagnostics
+    # a program's own "# "-prefixed TAP (kselftest): a wrapper script such as futex's run.sh prints
+    # one complete document per program it runs; those continue this level, numbered on
+    program_stream: bool = False
+    number_offset: int = 0  # added to the numbers of a continuing document's plan and results
+    continuing: bool = False  # a continuing document started and has not printed its plan yet
 
     @property
     def has_content(self) -> bool:
@@ -412,6 +417,7 @@ class _Parser:
             self.drop_deeper(depth)
             nested = self.open_level(level.prefix + indent + "# ", header=True)
             nested.neighbour_rule = match.group(1).upper() == "TAP" and int(match.group(2)) <= 13
+            nested.program_stream = True
             return
         if (match := _SUBTEST_RE.match(content)) and indent:
             self.drop_deeper(depth)
@@ -478,12 +484,21 @@ class _Parser:
         if not level.plan and not level.results:
             level.has_header = True  # "# Subtest:" came first, then the version line
             return
+        if level.program_stream and level.plan is not None and level.plan == len(level.results) \
+                and level.last_number == level.plan:
+            # the previous document of this program stream is complete: the next one continues it
+            level.number_offset, level.continuing = level.plan, True
+            return
         # a new subtest at the same indentation: the previous one never printed its result line
         self.drop_deeper(depth - 1)
         self.open_level(level.prefix, header=True)
 
     def plan_line(self, level: _Level, count: int, comment: str) -> None:
         report = self.report
+        if level.continuing:
+            level.continuing = False
+            level.plan = level.number_offset + count
+            return
         if level.plan is not None:
             report.problems.append(f"a second plan 1..{count} after 1..{level.plan}; ignored")
             return
@@ -496,7 +511,7 @@ class _Parser:
 
     def result_line(self, level: _Level, block: _Level | None, ok: bool, number_text: str | None,
                     rest: str) -> None:
-        number = level.last_number + 1 if number_text is None else int(number_text)
+        number = level.last_number + 1 if number_text is None else int(number_text) + level.number_offset
         description, directive, data = _split_directive(rest)
         result = _Result(number=number, description=description, ok=ok, directive=directive, data=data.strip(),
                          block=block)

@@ -721,3 +721,26 @@ def test_bail_out_inside_a_kselftest_program_ends_only_that_program() -> None:
         ("selftests: pidfd: pidfd_poll_test", Status.PASS),
     ]
     assert "Bail out! pidfd_open(2) not supported" in report.tests[1].message
+
+
+def test_a_wrapper_script_printing_one_document_per_program_continues_its_block() -> None:
+    # linux-6.1 futex/run.sh: every functional test prints its own complete TAP document
+    doc = "# TAP version 13\n# 1..1\n# # {arg}\n# ok 1 futex-requeue-pi\n# # Totals: pass:1 fail:0\n"
+    text = ("TAP version 13\n1..1\n# selftests: futex: run.sh\n" + doc.format(arg="broadcast=0")
+            + doc.format(arg="broadcast=1") + "# TAP version 13\n# 1..2\n# ok 1 futex-wait\n# not ok 2 futex-wake\n"
+            + "not ok 1 selftests: futex: run.sh # exit=1\n")
+    report = parse_tap(text)
+    assert [(t.name, t.status) for t in report.tests] == [
+        ("selftests: futex: run.sh/futex-requeue-pi", Status.PASS),
+        ("selftests: futex: run.sh/futex-requeue-pi #2", Status.PASS),
+        ("selftests: futex: run.sh/futex-wait", Status.PASS),
+        ("selftests: futex: run.sh/futex-wake", Status.FAIL),
+    ]
+    assert report.complete and report.problems == []
+
+
+def test_a_second_document_after_an_incomplete_one_still_reports_the_gap() -> None:
+    text = ("TAP version 13\n1..1\n# TAP version 13\n# 1..2\n# ok 1 a\n"
+            "# TAP version 13\n# 1..1\n# ok 1 b\nok 1 prog\n")
+    report = parse_tap(text)
+    assert not report.complete
