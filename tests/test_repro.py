@@ -84,4 +84,4 @@ def test_repro_applies_builds_boots_and_tests(tmp_path: Path) -> None:
     print(text)
     assert code == 0, text
     assert result is not None and [t.name for t in result.tests] == ["pid_status exits 0"]
-    assert result.info.get("kernel_cached") is True  # same series, same kernel
+    assert result.info.get("kernel_cached") is True  # the same patches, trailers included: the same kernel
