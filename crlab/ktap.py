@@ -82,6 +82,7 @@ _BAIL_RE = re.compile(r"^Bail out!\s*(.*)$", re.IGNORECASE)
 _DIRECTIVE_RE = re.compile(r"^(skip\S*|todo|xfail|timeout|error)\b:?\s*(.*)$", re.IGNORECASE)
 _PID_MARKER_RE = re.compile(r"^\[\d+\]\s*")  # kselftest's clone3 tests start descriptions with their pid
 _TOTALS_RE = re.compile(r"^Totals: pass:\d+")
+_RUNNER_HEADER_RE = re.compile(r"^selftests: [^:]+: \S")  # kselftest's runner: "# selftests: <c>: <prog>"
 _UNESCAPED_HASH_RE = re.compile(r"(?<!\\)#")
 # A printk line that means the kernel died or is in trouble.  "Kernel panic" is specific enough to
 # trust without a printk prefix (a console without timestamps); the rest need the prefix, so that a
@@ -143,6 +144,13 @@ class _Level:
         if not lines:
             return []
         previous = self.results[-1] if self.results else None
+        header = next((i for i, line in enumerate(lines) if _RUNNER_HEADER_RE.match(line)), None)
+        if self.neighbour_rule and previous is not None and new is not None and header is not None:
+            # the kselftest runner names each program before its output ("# selftests: c: prog"):
+            # from there on the lines are the next program's, whatever the previous one did
+            previous.notes.extend(lines[:header])
+            new.notes.extend(lines[header:])
+            return []
         if self.neighbour_rule and previous is not None:
             if new is None:  # trailing lines: after a test that did not pass, they explain it
                 if _passed(previous):
@@ -640,6 +648,12 @@ class _Parser:
                 return Status.SKIP, data
             if result.block is not None and result.block.plan == 0 and result.block.plan_comment:
                 return Status.SKIP, result.block.plan_comment
+            # a kselftest program that skips entirely prints "1..0 # SKIP reason" with no version line:
+            # the runner's "ok N ... # SKIP" has no reason, the program's plan has it
+            for note in result.notes:
+                if (plan := _PLAN_RE.match(note)) and plan.group(1) == "0" and plan.group(2):
+                    reason = _DIRECTIVE_RE.match(plan.group(2).strip())
+                    return Status.SKIP, reason.group(2) if reason and reason.group(2) else plan.group(2).strip()
             self.report.problems.append(f"{path} is skipped without a reason")
             return Status.SKIP, "skipped (no reason given)"
         if directive == "TODO":

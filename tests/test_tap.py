@@ -744,3 +744,16 @@ def test_a_second_document_after_an_incomplete_one_still_reports_the_gap() -> No
             "# TAP version 13\n# 1..1\n# ok 1 b\nok 1 prog\n")
     report = parse_tap(text)
     assert not report.complete
+
+
+def test_kselftest_program_header_starts_the_next_programs_notes_and_its_skip_plan_is_the_reason() -> None:
+    # linux-6.1 timens on a kernel without CONFIG_TIME_NS: ksft_exit_skip prints only "1..0 # SKIP"
+    text = ("TAP version 13\n1..2\n# selftests: timens: timens\n# 1..0 # SKIP Time namespaces are not supported\n"
+            "ok 1 selftests: timens: timens # SKIP\n# selftests: timens: timerfd\n# 1..0 # SKIP no timerfd here\n"
+            "ok 2 selftests: timens: timerfd # SKIP\n")
+    report = parse_tap(text)
+    assert [(t.name, t.status, t.message.splitlines()[0]) for t in report.tests] == [
+        ("selftests: timens: timens", Status.SKIP, "Time namespaces are not supported"),
+        ("selftests: timens: timerfd", Status.SKIP, "no timerfd here"),
+    ]
+    assert "selftests: timens: timerfd" not in report.tests[0].message
