@@ -8,6 +8,10 @@ dir=$1 collection=$2 limit=$3
 for fd in 0:stdin 1:stdout 2:stderr; do
     [ -L "/dev/${fd#*:}" ] || { rm -f "/dev/${fd#*:}"; ln -s "/proc/self/fd/${fd%%:*}" "/dev/${fd#*:}"; }
 done
+# cgroup's tests (the freezer among them) look for a cgroup v2 mount; the guest's /init makes none
+if grep -qw cgroup2 /proc/filesystems && ! grep -qw cgroup2 /proc/mounts; then
+    mkdir -p /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup
+fi
 cd "$dir" || exit 2
 setsid ./run_kselftest.sh -c "$collection" &
 runner=$!
