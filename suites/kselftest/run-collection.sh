@@ -15,8 +15,9 @@ fi
 cd "$dir" || exit 2
 setsid ./run_kselftest.sh -c "$collection" &
 runner=$!
-( sleep "$limit" && kill -KILL -- "-$runner" 2>/dev/null &&
-  echo "crlab-kselftest: $collection timed out after $limit s" ) &
+marker=/tmp/crlab-kselftest-timeout.$$
+rm -f "$marker"
+( sleep "$limit" && touch "$marker" && kill -KILL "-$runner" 2>/dev/null ) &
 watchdog=$!
 wait "$runner"
 status=$?
@@ -24,4 +25,7 @@ status=$?
 pkill -P "$watchdog" 2>/dev/null
 kill "$watchdog" 2>/dev/null
 wait "$watchdog" 2>/dev/null
+# said here, not by the watchdog: stopping the watchdog could otherwise swallow the notice
+[ -e "$marker" ] && echo "crlab-kselftest: $collection timed out after $limit s"
+rm -f "$marker"
 exit "$status"
