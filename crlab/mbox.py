@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage, Message
 from pathlib import Path
 
+from crlab.patchsafety import check_patch_text
+
 MAX_INPUT_BYTES = 32 << 20  # a whole mbox
 MAX_MESSAGE_BYTES = 8 << 20
 MAX_PATCH_BYTES = 4 << 20  # one decoded patch
@@ -43,7 +45,6 @@ _REPLY = re.compile(r"^\s*(re|aw|fwd?)\s*:", re.IGNORECASE)
 _DIFF_START = re.compile(r"^(diff --git |--- (a/|/dev/null)|Index: )", re.MULTILINE)
 _MBOXRD_FROM = re.compile(r"^>(>*From )", re.MULTILINE)
 _PATCH_NAMES = re.compile(r"\.(patch|diff)$", re.IGNORECASE)
-_DIFF_PATH = re.compile(r"^(?:---|\+\+\+) (?:[ab]/)?(\S+)")
 
 
 class MailError(Exception):
@@ -284,24 +285,9 @@ def _attachment_patch(text: str) -> tuple[str, str, str, str]:
 
 
 def check_diff(diff: str, name: str) -> list[str]:
-    """Reasons a diff from mail must not be applied: crlab.patchsafety when present, else the patch
-    stage's own path check."""
-    try:
-        from crlab.patchsafety import check_patch_text
-    except ImportError:  # the shared checker not there yet: the patch stage's
-        pass
-    else:
-        return list(dict.fromkeys(check_patch_text(diff, name)))
-    problems = []
-    for number, line in enumerate(diff.splitlines(), 1):
-        match = _DIFF_PATH.match(line)
-        if match and match.group(1) != "/dev/null":
-            path = match.group(1)
-            if path.startswith("/") or ".." in Path(path).parts:
-                problems.append(f"{name}:{number}: path {path!r} leaves the kernel tree")
-        if line.startswith(("new file mode 120", "new mode 120")):
-            problems.append(f"{name}:{number}: creates a symlink")
-    return problems
+    """Reasons a diff from mail must not be applied (crlab.patchsafety: paths leaving the tree,
+    symlinks, .git paths, absurd sizes), each once."""
+    return list(dict.fromkeys(check_patch_text(diff, name)))
 
 
 def find_series(messages: Iterable[tuple[str, EmailMessage]]) -> Series:
