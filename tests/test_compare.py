@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from pathlib import Path
 
@@ -11,6 +12,31 @@ from crlab.config.document import ConfigError
 from crlab.model import FailureClass, JobResult, JobSpec, Status, TestResult
 from crlab.results.compare import Category, compare
 from crlab.results.known import load_known_issues
+from crlab.results.store import ResultStore, Run
+
+# results.json of two real `harness.py nightly` runs of one matrix (configs/nightly.yaml, then
+# configs/nightly-regression.yaml): every job passed in both
+GOLDEN = Path(__file__).resolve().parent / "data" / "nightly"
+GOLDEN_RUNS = ("run1", "run2")
+
+
+def golden_store(tmp_path: Path, names: tuple[str, ...] = GOLDEN_RUNS) -> tuple[ResultStore, list[Run]]:
+    """A results store holding the golden runs as the real runs recorded them (their start times too)."""
+    store = ResultStore(tmp_path / "results")
+    runs = []
+    for name in names:
+        data = json.loads((GOLDEN / f"{name}.results.json").read_text())
+        results = [JobResult.from_dict(job) for job in data["jobs"]]
+        info = data["run"]
+        run = store.create_run(Path(info["config_path"]), info["config_digest"], [r.spec for r in results],
+                               info["host"], config_text=info.get("config_text", ""))
+        for result in results:
+            run.record(result)
+        run.finish(info["status"])
+        with store.transaction() as conn:
+            conn.execute("UPDATE runs SET started = ? WHERE run_id = ?", (info["started"], run.run_id))
+        runs.append(run)
+    return store, runs
 
 X86 = JobSpec("linux-6.1", "x86_64", "smoke")
 ARM = JobSpec("linux-6.1", "armv7", "smoke")
