@@ -80,10 +80,16 @@ def test_format_patch_round_trip_applies_with_git_am(tmp_path: Path) -> None:
     assert "ourselves" in (repo / "kernel" / "panic.c").read_text()
 
 
-def test_single_message_and_maildir() -> None:
+def test_single_message_and_maildir(tmp_path: Path) -> None:
     single = mbox.load_series(DATA / "single-patch.eml")
     assert [p.subject for p in single.patches] == ["panic: fix the spelling of throughout"]
-    maildir = mbox.load_series(DATA / "maildir")
+    # git keeps no empty directories: the shipped maildir has only new/, so
+    # make the real thing (cur/, new/, tmp/) from it as a mail client would.
+    box = tmp_path / "maildir"
+    shutil.copytree(DATA / "maildir" / "new", box / "new")
+    (box / "cur").mkdir()
+    (box / "tmp").mkdir()
+    maildir = mbox.load_series(box)
     assert maildir.version == 2
     assert [p.number for p in maildir.patches] == [1, 2]
 
