@@ -48,7 +48,10 @@ def suite_extras(profile: TargetProfile, suite: SuiteConfig | None, cache: Cache
                                                   common_sources=suite.program_common)
     from crlab.engines import get_engine
 
-    trees = [get_engine(name).guest_tree(profile, cache) for name in suite.engines if name in profile.engines]
+    # an engine says itself where it runs (CRIU: where the profile lists it; linux-cr: on the
+    # targets its series has a port for, whatever engines the profile lists for its kernels)
+    engines = [get_engine(name) for name in suite.engines]
+    trees = [engine.guest_tree(profile, cache) for engine in engines if engine.unsupported_reason(profile) is None]
     return programs, trees
 
 

@@ -15,6 +15,7 @@ ENGINES: dict[str, Any] = {}
 def _register() -> None:
     # each engine module adds itself to ENGINES when imported
     import crlab.engines.criu  # noqa: F401
+    import crlab.engines.linuxcr  # noqa: F401
 
 
 def engine_names() -> tuple[str, ...]:

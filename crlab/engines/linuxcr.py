@@ -1,0 +1,201 @@
+"""The linux-cr engine: crlab's own checkpoint(2)/restart(2) series (patches/linux-cr/, v21 image
+format) driven by `crctl` in the guest, images decoded on the host by crlab.v21.
+
+Checkpoint is external: the test's process tree is stopped with SIGSTOP, `crctl checkpoint PID FILE`
+writes one v21 stream, and the tree is then killed (or continued).  Restart happens into the
+calling process: `crctl restart FILE` is started detached in the background and, when restart(2)
+succeeds, that process *becomes* the restored task (same pid as the crctl that called it), so
+restore returns crctl's pid.  When restart(2) fails, crctl exits and says why.
+
+The series has an x86 port only (x86_64, i386 and 32-bit compat on x86_64); ppc64, ppc64le and
+armv7 come with a later series.  A kernel without the series' system calls (or built without
+CONFIG_CHECKPOINT_V21) answers ENOSYS, which `crctl` reports with exit code 3: the engine says so
+through `guest_unsupported_reason`, so a C/R job on such a kernel reports C/R as not run, not as
+failures of every test.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+from pathlib import Path
+from typing import Any
+
+from crlab.cache import Cache, hash_file, hash_inputs
+from crlab.engines import ENGINES
+from crlab.engines.base import CheckpointOptions, EngineResult, ImageError, timed_run
+from crlab.guest.shell import Shell
+from crlab.imagediff import Rules
+from crlab.targets import TargetProfile
+
+GUEST_CRCTL = "/usr/bin/crctl"
+GUEST_SCRIPT = "/usr/libexec/crlab-linuxcr"  # the guest side: stop, checkpoint, restart (linuxcr-guest.sh)
+SCRIPT_SOURCE = Path(__file__).with_name("linuxcr-guest.sh")
+IMAGE_FILE = "checkpoint.img"  # the one v21 stream in an image directory
+TASK_FILE = "task.env"  # beside it: the checkpointed task's cwd and standard descriptors (see checkpoint)
+SUPPORTED_TARGETS = ("x86_64", "i386")  # targets the series has a port for (patches/linux-cr/)
+
+# crctl's exit codes (tools/crctl/crctl.c)
+EXIT_SYSCALL, EXIT_USAGE, EXIT_NOSYS, EXIT_IMAGE = 1, 2, 3, 4
+RESTART_TIMEOUT_S = 120  # how long restart(2) may take before the restored task runs (the script's polls)
+
+
+def _execution_registers() -> tuple[str, ...]:
+    # x86 CPU record fields that change with every instruction the task executes (struct
+    # ckpt_rec_x86_cpu); segment selectors, fs/gs bases (the TLS pointer) and used_math are kept,
+    # because they must survive a restart unchanged.
+    regs = ("r15", "r14", "r13", "r12", "bp", "bx", "r11", "r10", "r9", "r8", "ax", "cx", "dx", "si", "di",
+            "orig_ax", "ip", "flags", "sp")
+    return tuple(f"task-*/cpu/{reg}" for reg in regs)
+
+
+# What changes between two checkpoints of the same state and means nothing.  The first image is
+# taken of the test as started, the second of the restored test still running, so everything the
+# task does by running between the two is volatile; nothing else is dropped.
+RULES = Rules(
+    drop_paths=(
+        # when each checkpoint was taken
+        "header.img/time",
+        # the task was stopped at another instruction (and, in a sleeping test, possibly inside
+        # restart_syscall instead of the original call: orig_ax); the counter_loop and fpu_regs
+        # programs check their own register state after the restart
+        *_execution_registers(),
+        # the FPU/SSE contents change as the task computes; fpu_regs checks its registers itself
+        # (the xstate's size and format flags are kept)
+        "task-*/fpu/xstate_sha256",
+        # a restart block's second argument is the time left of the sleep (nanoseconds relative to
+        # the checkpoint), which shrinks between the two checkpoints; its kind and clock are kept
+        "task-*/restart_block/arg1",
+        # the time left until an armed itimer fires (its interval, it_*_incr, is kept)
+        "*-obj*.img/it_real_value", "*-obj*.img/it_virt_value", "*-obj*.img/it_prof_value",
+    ),
+    # the restored task has the pid of the crctl that restarted it, not the one in the image:
+    # pids are compared by their rank in the process tree (crlab.imagediff.pid_map)
+    pid_keys=("pid", "ppid", "tgid", "pgid", "sid"),
+    pid_file="pstree.img",
+    # mappings by start address: an added or removed mapping shows once
+    keyed_lists=(("vmas", "vm_start"),),
+    # the tests' own log files are written between the two checkpoints (decode() gives every
+    # GENERIC file its path as "name" so that this rule finds them)
+    volatile_by_name=((r"\.log$", ("f_pos",)),),
+)
+
+
+def _quote(*args: str) -> str:
+    return " ".join(shlex.quote(a) for a in args)
+
+
+class LinuxCrEngine:
+    name = "linux-cr"
+    rules = RULES
+
+    def unsupported_reason(self, profile: TargetProfile) -> str | None:
+        if profile.name in SUPPORTED_TARGETS:
+            return None
+        return (f"crlab's linux-cr series has no port for {profile.name} yet (checkpoint(2)/restart(2) exist for "
+                f"{' and '.join(SUPPORTED_TARGETS)}; ppc64, ppc64le and armv7 come with a later series)")
+
+    def guest_unsupported_reason(self, shell: Shell) -> str | None:
+        """None when the booted kernel has checkpoint(2), else why not (ENOSYS: the kernel lacks the
+        series or CONFIG_CHECKPOINT_V21).  Probed by checkpointing a stopped sleeper."""
+        result = shell.run(f"sh {GUEST_SCRIPT} probe", timeout=120)
+        lines = [line.strip() for line in result.output.strip().splitlines() if line.strip()]
+        status = lines[-1].removeprefix("crctl-exit=") if lines and lines[-1].startswith("crctl-exit=") else ""
+        if status == str(EXIT_NOSYS):
+            said = next((line for line in lines if line.startswith("crctl:")), "ENOSYS")
+            return f"this kernel has no checkpoint(2): {said}"
+        if not status.isdigit() or int(status) == EXIT_USAGE:
+            return f"crctl could not be run in the guest: {result.output.strip()[-300:]}"
+        return None  # 0: it works; 1 or 4: the call exists (refusing the probe is no lack of support)
+
+    def guest_tree(self, profile: TargetProfile, cache: Cache) -> Path:
+        """The target's static crctl at /usr/bin/crctl."""
+        from crlab.v21.crctl import build_crctl
+
+        crctl = build_crctl(profile, cache)
+        key = hash_inputs("linux-cr-guest-tree", {"target": profile.name, "crctl": hash_file(crctl),
+                                                  "script": hash_file(SCRIPT_SOURCE), "layout": "root/"})
+
+        def build(scratch: Path) -> None:
+            root = scratch / "root"  # root/: the entry's own files stay out of the guest
+            for source, guest_path in ((crctl, GUEST_CRCTL), (SCRIPT_SOURCE, GUEST_SCRIPT)):
+                target = root / guest_path.lstrip("/")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, target)
+                target.chmod(0o755)
+
+        entry = cache.get_or_build("trees", key, build, what=f"linux-cr guest tree for {profile.name}")
+        return entry.path / "root"
+
+    def version(self, shell: Shell) -> str:
+        """The kernel's release (the series has no version of its own) and whether checkpoint(2) answers."""
+        release = shell.run("uname -r", timeout=30).output.strip().splitlines()
+        return f"linux-cr v21 on {release[-1] if release else 'unknown kernel'}"
+
+    def checkpoint(self, shell: Shell, pid: int, image_dir: str, options: CheckpointOptions) -> EngineResult:
+        """SIGSTOP the tree rooted at pid (checkpoint(2) wants group stop), checkpoint(2) it, then
+        kill it (or SIGCONT it with leave_running; always after a refusal).  Beside the image,
+        TASK_FILE keeps the task's cwd and standard descriptors: restart(2) keeps the restarting
+        process's files and cwd, so restore() starts crctl where the task was."""
+        after = "cont" if options.leave_running else "kill"
+        command = _quote("sh", GUEST_SCRIPT, "checkpoint", str(pid), image_dir, after, *options.extra)
+        status, output, seconds = timed_run(shell, command, timeout=600)
+        return self._result("checkpoint", status, output, seconds)
+
+    def restore(self, shell: Shell, image_dir: str, options: CheckpointOptions) -> EngineResult:
+        """`crctl restart` started detached in the task's cwd, its output appended where the task's
+        went; done when that process is no longer crctl (restarted: its pid is the restored task's)
+        or has exited (refused: crctl's and the kernel's words are the message)."""
+        command = _quote("sh", GUEST_SCRIPT, "restore", image_dir, *options.extra)
+        status, output, seconds = timed_run(shell, command, timeout=RESTART_TIMEOUT_S + 60)
+        restored = [line for line in output.splitlines() if line.startswith("restored-pid=")]
+        if status == 0 and restored:
+            pid = restored[-1].removeprefix("restored-pid=").strip()
+            return EngineResult(True, seconds, log=output, pid=int(pid) if pid.isdigit() else None)
+        lines = [line.strip() for line in output.splitlines()
+                 if line.strip() and not line.startswith(("restored-pid=", "restart-gone="))]
+        # crctl's own line, and the last lines the kernel wrote to the log descriptor (crctl's stderr)
+        said = "; ".join([line for line in lines if line.startswith("crctl")]
+                         + [line for line in lines if not line.startswith("crctl")][-3:])
+        if not said:
+            said = "the restarting process ended without a message (killed? see the guest console)"
+        return EngineResult(False, seconds, message=f"crctl restart: {said}", log=output)
+
+    @staticmethod
+    def _result(step: str, status: int, output: str, seconds: float) -> EngineResult:
+        lines = [line.strip() for line in output.splitlines() if line.strip()]
+        code = next((line.removeprefix("crctl-exit=") for line in reversed(lines) if line.startswith("crctl-exit=")),
+                    "")
+        if status == 0 and code == "0":
+            return EngineResult(True, seconds, log=output)
+        said = next((line for line in lines if line.startswith("crctl:")), "")
+        if not code.isdigit():
+            return EngineResult(False, seconds, message=f"crctl {step}: no exit status ({output.strip()[-200:]})",
+                                log=output)
+        what = {EXIT_SYSCALL: f"{step}(2) failed", EXIT_USAGE: "bad usage or file",
+                EXIT_NOSYS: f"no {step}(2) in this kernel (ENOSYS)", EXIT_IMAGE: "bad image"}.get(int(code), "")
+        return EngineResult(False, seconds, message=f"crctl {step} exited {code} ({what}): {said or lines[-2:]}",
+                            log=output)
+
+    def decode(self, image_dir: Path) -> dict[str, Any]:
+        """The image's canonical tree (crlab.v21.canonical) with the GENERIC files named by path."""
+        from crlab.v21 import DecodeError, canonical, decode_file
+        from crlab.v21.tables import TableError
+
+        path = image_dir / IMAGE_FILE
+        if not path.is_file():
+            raise ImageError(f"{image_dir}: no {IMAGE_FILE} in the image directory")
+        try:
+            _, tree = decode_file(path)
+        except DecodeError as exc:
+            raise ImageError(f"{path}: offset {exc.offset}: {exc.message.removeprefix(f'{path}: ')}") from None
+        except TableError as exc:
+            raise ImageError(f"{path}: {exc}") from None
+        data = canonical(tree)
+        for content in data["files"].values():
+            if isinstance(content, dict) and content.get("f_type") == "GENERIC" and "path" in content:
+                content["name"] = content["path"]
+        return data
+
+
+ENGINES["linux-cr"] = LinuxCrEngine()
