@@ -11,9 +11,13 @@ diff empty after normalisation) and the 32-bit image refusal must work instead.
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shlex
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -361,3 +365,32 @@ def test_x86_64_kernel_refuses_a_32_bit_image(guest: Guest, tmp_path: Path) -> N
     restored = ENGINE.restore(guest.shell, image_dir, CheckpointOptions())
     assert not restored.ok and "failed" in restored.message
     assert not guest.kernel_oops()
+
+
+@pytest.mark.boot
+@pytest.mark.slow
+def test_cr_job_on_a_kernel_without_checkpoint_is_a_skip_saying_why(tmp_path: Path) -> None:
+    """The C/R suite's job under linux-cr on that kernel: every program runs (and passes) without
+    C/R, each C/R result is a skip with the kernel's reason, and the job is no pass."""
+    if HAS_CHECKPOINT:
+        pytest.skip("the series defines checkpoint(2) now; configs/linux-cr.yaml runs the suite for real")
+    require_qemu("qemu-system-x86_64")
+    config = tmp_path / "linux-cr-x86_64.yaml"
+    config.write_text("kernels: [linux-6.1-cr]\ntargets: [x86_64]\nsuites:\n  - name: cr\n    engines: [linux-cr]\n"
+                      "options: {jobs: 1, retries: 0}\n")
+    results = tmp_path / "results"
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "harness.py"), "run", str(config), "--plain", "--results",
+                           str(results)], text=True, capture_output=True, timeout=3600, cwd=REPO_ROOT,
+                          env={**os.environ, "CRLAB_PLAIN": "1"})
+    data = json.loads((results / "latest" / "results.json").read_text())
+    [job] = data["jobs"]
+    assert job["job_id"] == "linux-6.1-cr/x86_64/cr@linux-cr"
+    assert job["status"] == "skip", job["message"]
+    assert "C/R not run: linux-cr: this kernel has no checkpoint(2)" in job["message"]
+    assert proc.returncode == 2, proc.stdout[-2000:]  # a skip is no pass: the run is incomplete
+    tests = {t["name"]: t for t in job["tests"]}
+    names = [t.name for t in load_catalogue(SUITES_DIR / "cr")]
+    for name in names:
+        assert tests[name]["status"] == "pass", (name, tests[name]["message"])
+        assert tests[f"{name}/cr"]["status"] == "skip"
+        assert "this kernel has no checkpoint(2)" in tests[f"{name}/cr"]["message"]
