@@ -147,3 +147,26 @@ def test_a_reserved_port_is_not_handed_out_twice(tmp_path: Path, monkeypatch: py
     first.release()
     third = reserve_port(tmp_path)
     assert third.port == first.port
+
+
+def test_console_log_is_searched_in_chunks_and_a_line_across_a_boundary_is_found(tmp_path: Path) -> None:
+    from crlab.guest import qemu
+
+    log = tmp_path / "console.log"
+    oops = "[   12.345678] BUG: kernel NULL pointer dereference, address: 0000000000000000\n"
+    flood = "crlab-flood-0123456789\n" * 100
+    # the oops line straddles the first chunk boundary; a panic comes much later
+    prefix = flood * (qemu._SCAN_CHUNK // len(flood))
+    prefix += "x" * (qemu._SCAN_CHUNK - len(prefix) - 20) + "\n"
+    log.write_text(prefix + oops + flood * 50 + "Kernel panic - not syncing: Out of memory\n" + flood)
+    assert qemu.search_file(log, qemu.find_oops) == "BUG: kernel NULL pointer dereference, address: 0000000000000000"
+    searched: list[int] = []
+
+    def panic(text: str) -> str | None:
+        searched.append(len(text))
+        match = qemu.PANIC.search(text)
+        return match.group(0) if match else None
+
+    assert qemu.search_file(log, panic) == "Kernel panic - not syncing: Out of memory"
+    assert max(searched) <= qemu._SCAN_CHUNK + qemu._SCAN_OVERLAP  # never the whole file at once
+    assert qemu.search_file(tmp_path / "missing.log", qemu.find_oops) is None

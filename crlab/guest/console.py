@@ -131,9 +131,9 @@ class ConsoleShell:
         return CommandResult(output=text, exit_status=int(done.group(1)), kernel_messages=messages)
 
     def _gone_reason(self) -> str:
-        panic = PANIC.search(self.machine.read_console_log())
+        panic = self.machine.find_panic()
         if panic:
-            return f"the guest panicked: {panic.group(0).strip()}"
+            return f"the guest panicked: {panic}"
         return "QEMU exited while a command was running"
 
     def _recover(self) -> None:

@@ -19,7 +19,7 @@ import paramiko
 
 from crlab.guest.console import ConsoleShell
 from crlab.guest.ports import reserve_port
-from crlab.guest.qemu import PANIC, BootFailure, BootInfo, MachineConfig, QemuMachine, find_oops, qemu_version
+from crlab.guest.qemu import PANIC, BootFailure, BootInfo, MachineConfig, QemuMachine, qemu_version
 from crlab.guest.shell import CommandTimeout, GuestError, GuestGone, HostKeyRefused, Shell, TransportError
 from crlab.guest.ssh import SshShell, generate_client_key, public_line
 from crlab.model import FailureClass, Status
@@ -119,7 +119,7 @@ class Guest:
 
     def kernel_oops(self) -> str | None:
         """The first oops/BUG the kernel printed so far, if any."""
-        return find_oops(self.machine.read_console_log())
+        return self.machine.find_oops()
 
 
 # Every machine alive in this process, so that an interrupted run can stop them all at once.

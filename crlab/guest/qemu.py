@@ -7,6 +7,7 @@ import re
 import shlex
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -27,6 +28,29 @@ OOPS = re.compile(r"(?:Oops[:\s][^\r\n]*|BUG: [^\r\n]*|kernel BUG at [^\r\n]*|Un
 
 
 _PRINTK_LINE = re.compile(r"\[ *\d+\.\d{6}\] [^\r\n]*")
+
+
+_SCAN_CHUNK = 1 << 20
+_SCAN_OVERLAP = 8192  # longer than any line a search needs whole (printk lines are at most 1 KiB)
+_TAIL_BYTES = 65536
+
+
+def search_file(path: Path, search: Callable[[str], str | None]) -> str | None:
+    """Apply `search` to a text file chunk by chunk, each chunk beginning with the last
+    _SCAN_OVERLAP bytes of the one before, so a line cut by a chunk boundary is seen whole once."""
+    try:
+        fh = open(path, "rb")  # noqa: SIM115
+    except OSError:
+        return None
+    with fh:
+        carry = b""
+        while chunk := fh.read(_SCAN_CHUNK):
+            window = carry + chunk
+            hit = search(window.decode(errors="replace"))
+            if hit is not None:
+                return hit
+            carry = window[-_SCAN_OVERLAP:]
+    return None
 
 
 def find_oops(console_log: str) -> str | None:
@@ -195,8 +219,7 @@ class QemuMachine:
                 self._wait_exit(10)
                 raise BootFailure(FailureClass.BOOT_PANIC, self._panic_message())
             if index == 2:
-                log = self.read_console_log()
-                if PANIC.search(log):
+                if self.find_panic():
                     raise BootFailure(FailureClass.BOOT_PANIC, self._panic_message())
                 raise BootFailure(FailureClass.QEMU_EXIT, "QEMU exited before the guest reached a shell"
                                   + self._stderr_summary() + self._last_lines())
@@ -206,7 +229,7 @@ class QemuMachine:
                                   f"no console output within {self.cfg.first_output_timeout:.0f} s")
             seen_output = True
             if time.monotonic() >= deadline:
-                oops = find_oops(self.read_console_log())
+                oops = self.find_oops()
                 detail = f" after {oops!r}" if oops else ""
                 raise BootFailure(FailureClass.BOOT_HANG, f"no shell prompt within {self.cfg.boot_timeout:.0f} s"
                                   + detail + self._last_lines())
@@ -219,13 +242,32 @@ class QemuMachine:
         except OSError:
             return ""
 
+    def search_console_log(self, search: Callable[[str], str | None]) -> str | None:
+        """The first hit of `search` in console.log, read in chunks: a flooded log (up to
+        CONSOLE_LOG_CAP) is never held in memory whole."""
+        if self.child is not None and self.child.logfile_read:
+            self.child.logfile_read.flush()
+        return search_file(self.console_log, search)
+
+    def find_oops(self) -> str | None:
+        return self.search_console_log(find_oops)
+
+    def find_panic(self) -> str | None:
+        return self.search_console_log(lambda text: m.group(0).strip() if (m := PANIC.search(text)) else None)
+
     def _panic_message(self) -> str:
-        log = self.read_console_log()
-        match = PANIC.search(log)
-        return (match.group(0).strip() if match else "kernel panic") + self._last_lines()
+        return (self.find_panic() or "kernel panic") + self._last_lines()
 
     def _last_lines(self, count: int = 6) -> str:
-        lines = [ln.rstrip() for ln in self.read_console_log().splitlines() if ln.strip()]
+        if self.child is not None and self.child.logfile_read:
+            self.child.logfile_read.flush()
+        try:
+            with open(self.console_log, "rb") as fh:
+                fh.seek(max(fh.seek(0, 2) - _TAIL_BYTES, 0))
+                tail = fh.read().decode(errors="replace")
+        except OSError:
+            return ""
+        lines = [ln.rstrip() for ln in tail.splitlines() if ln.strip()]
         return ("\n" + "\n".join(lines[-count:])) if lines else ""
 
     def _stderr_summary(self) -> str:
