@@ -307,7 +307,8 @@ static int do_checkpoint(const char *pid_text, const char *path)
 		fprintf(stderr, "crctl: cannot create %s: %s\n", path, strerror(errno));
 		return EXIT_USAGE;
 	}
-	ret = syscall(CKPT_NR_CHECKPOINT, (int)pid, fd, 0UL, -1);
+	/* logfd: the kernel writes why a checkpoint fails to our stderr */
+	ret = syscall(CKPT_NR_CHECKPOINT, (int)pid, fd, 0UL, STDERR_FILENO);
 	if (ret < 0) {
 		int err = errno;
 
@@ -342,8 +343,11 @@ static int do_restart(const char *path)
 		fprintf(stderr, "crctl: cannot open %s: %s\n", path, strerror(errno));
 		return EXIT_USAGE;
 	}
-	/* on success the restored task continues in place of this process */
-	ret = syscall(CKPT_NR_RESTART, 0, fd, (unsigned long)RESTART_TASKSELF, -1);
+	/*
+	 * On success the restored task continues in place of this process (same pid, file table
+	 * and cwd; the kernel closes fd); the kernel logs why an image is refused to our stderr.
+	 */
+	ret = syscall(CKPT_NR_RESTART, 0, fd, (unsigned long)RESTART_TASKSELF, STDERR_FILENO);
 	if (ret < 0) {
 		if (errno == ENOSYS)
 			return nosys("restart");
