@@ -178,7 +178,8 @@ class LinuxCrEngine:
                             log=output)
 
     def decode(self, image_dir: Path) -> dict[str, Any]:
-        """The image's canonical tree (crlab.v21.canonical) with the GENERIC files named by path."""
+        """The image's canonical tree (crlab.v21.canonical) in the form the round-trip compares
+        (see `comparable`)."""
         from crlab.v21 import DecodeError, canonical, decode_file
         from crlab.v21.tables import TableError
 
@@ -191,11 +192,78 @@ class LinuxCrEngine:
             raise ImageError(f"{path}: offset {exc.offset}: {exc.message.removeprefix(f'{path}: ')}") from None
         except TableError as exc:
             raise ImageError(f"{path}: {exc}") from None
-        data = canonical(tree)
-        for content in data["files"].values():
-            if isinstance(content, dict) and content.get("f_type") == "GENERIC" and "path" in content:
-                content["name"] = content["path"]
-        return data
+        return comparable(canonical(tree))
+
+
+# vm_flags bits that record how the kernel made a mapping, not what the task has: commit
+# accounting (VM_ACCOUNT: a private writable file mapping later made read-only keeps it, one
+# mapped read-only by restart has none) and soft-dirty tracking (VM_SOFTDIRTY: set on every new
+# mapping).  Their values are the same on x86_64 and i386 in 6.1.
+VM_KERNEL_BOOKKEEPING = 0x00100000 | 0x08000000
+# x86 thread_info flags that are requests to the kernel's own exit-to-user path (work pending
+# when the task was stopped), not the task's state: TIF_NOTIFY_RESUME 1, TIF_SIGPENDING 2,
+# TIF_NEED_RESCHED 3, TIF_NEED_FPU_LOAD 14, TIF_NOTIFY_SIGNAL 17, TIF_POLLING_NRFLAG 21 (6.1).
+TIF_TRANSIENT = (1 << 1) | (1 << 2) | (1 << 3) | (1 << 14) | (1 << 17) | (1 << 21)
+
+
+def comparable(data: dict[str, Any]) -> dict[str, Any]:
+    """The canonical tree made comparable across a restart, changing only what the kernel decides
+    by itself when it recreates a task (each step says why):
+
+    - a file-backed VMA (and the mm's exe_objref) names its file by path instead of by objref, and
+      FILE objects only mappings use are dropped: the exec'd binary's mappings share one open file, restart opens the
+      file per mapping; which `struct file` backs a private mapping is invisible to the task (and
+      __FMODE_EXEC marks only exec's own open).  Files in the file table stay objects.
+    - objects are named by kind and order of first appearance (mm-obj1.img ...) and objrefs are
+      renumbered in the same order, since the extra files above shift the numbers;
+    - vm_flags lose VM_KERNEL_BOOKKEEPING; an anonymous mapping loses vm_pgoff (its page offset is
+      where the kernel first placed it, e.g. the stack before it was moved at exec);
+    - thread_info_flags lose TIF_TRANSIENT.
+    A GENERIC file gets its path as "name" too, so that Rules.volatile_by_name finds the tests'
+    logs.
+    """
+    files: dict[str, Any] = data["files"]
+    objects = {name: obj for name, obj in files.items() if isinstance(obj, dict) and "objref" in obj
+               and "kind" in obj and "-obj" in name}
+    by_ref = {obj["objref"]: obj for obj in objects.values()}
+    vma_files: set[int] = set()
+    other_refs: set[int] = set()
+    for obj in objects.values():
+        if obj["kind"] == "FILE_TABLE":
+            other_refs.update(fd["file_objref"] for fd in obj.get("fds", []))
+        for vma in obj.get("vmas", []):
+            ref = vma.pop("vma_objref", 0)
+            target = by_ref.get(ref)
+            if target is not None and target.get("kind") == "FILE":
+                vma["file"] = target.get("path", f"objref {ref}")
+                vma_files.add(ref)
+            vma["vm_flags"] = vma.get("vm_flags", 0) & ~VM_KERNEL_BOOKKEEPING
+            if vma.get("vma_type") == "ANON":
+                vma.pop("vm_pgoff", None)
+        exe = by_ref.get(obj.get("exe_objref", 0)) if obj["kind"] == "MM" else None
+        if exe is not None and exe.get("kind") == "FILE":
+            obj["exe_objref"] = exe.get("path", "?")
+            vma_files.add(exe["objref"])
+    for task_name, task in files.items():
+        if task_name.startswith("task-") and isinstance(task.get("thread"), dict) \
+                and "thread_info_flags" in task["thread"]:
+            task["thread"]["thread_info_flags"] &= ~TIF_TRANSIENT
+    dropped = vma_files - other_refs
+    kept = sorted((obj for obj in objects.values() if obj["objref"] not in dropped), key=lambda o: o["objref"])
+    renumber = {obj["objref"]: rank for rank, obj in enumerate(kept, 1)}
+    out: dict[str, Any] = {name: content for name, content in files.items() if name not in objects}
+    for obj in kept:
+        obj["objref"] = renumber[obj["objref"]]
+        for fd in obj.get("fds", []):
+            fd["file_objref"] = renumber.get(fd["file_objref"], fd["file_objref"])
+        if obj.get("f_type") == "GENERIC" and "path" in obj:
+            obj["name"] = obj["path"]
+        out[f"{str(obj['kind']).lower()}-obj{obj['objref']}.img"] = obj
+    for name, task in out.items():
+        if name.startswith("task-") and isinstance(task.get("objs"), dict):
+            task["objs"] = {key: renumber.get(ref, ref) if key.endswith("_objref") else ref
+                            for key, ref in task["objs"].items()}
+    return {**data, "files": out}
 
 
 ENGINES["linux-cr"] = LinuxCrEngine()
