@@ -190,6 +190,7 @@ def test_rules_drop_what_running_changes_and_nothing_else(tmp_path: Path, target
     later = base
     for name, field, value in [("HEADER", "time", 1_790_000_099), ("CPU", "ip", 0x4242), ("CPU", "ax", 7),
                                ("CPU", "sp", 0x7000), ("CPU", "flags", 0x246), ("RESTART_BLOCK", "arg1", 3_000),
+                               ("RESTART_BLOCK", "kind", 1),
                                ("SIGNAL", "it_real_value", 2), ("FILE", "f_pos", 9999)]:
         later = _patch(later, name, field, value)
     later = _patch(later, "CPU", "r15", 1, index=1)
@@ -212,7 +213,7 @@ def test_rules_drop_what_running_changes_and_nothing_else(tmp_path: Path, target
             ("SIGNAL_TASK", "blocked", 1 << 3, "/signal_task/blocked"),
             ("FILE", "f_flags", 0o4002, "/f_flags"), ("CPU", "fs_base", 0x1234, "/cpu/fs_base"),
             ("CPU", "cs", 0x23, "/cpu/cs"), ("FILE", "f_pos", 5, "/f_pos"),
-            ("SIGNAL", "it_real_incr", 9, "/it_real_incr"), ("RESTART_BLOCK", "kind", 1, "/restart_block/kind")]:
+            ("SIGNAL", "it_real_incr", 9, "/it_real_incr")]:
         index = 1 if (name, field) == ("FILE", "f_pos") else 0  # FILE 1 is a pipe, not a log
         changed = _patch(base, name, field, value, index)
         assert changed != base, (name, field)
