@@ -414,3 +414,29 @@ def test_cr_job_on_a_kernel_without_checkpoint_is_a_skip_saying_why(tmp_path: Pa
         assert tests[name]["status"] == "pass", (name, tests[name]["message"])
         assert tests[f"{name}/cr"]["status"] == "skip"
         assert "this kernel has no checkpoint(2)" in tests[f"{name}/cr"]["message"]
+
+
+def test_mappings_compare_as_maximal_ones() -> None:
+    """Two neighbours that differ only in where they split are one mapping; a gap, another file
+    offset, other flags or another type keep them apart (as measured on i386: restart merges two
+    mappings of the binary that exec left apart)."""
+    from crlab.engines.linuxcr import comparable
+
+    def vma(start: int, end: int, pgoff: int, flags: int = 0x71, kind: str = "FILE") -> dict[str, Any]:
+        return {"vma_type": kind, "vm_start": start, "vm_end": end, "vm_pgoff": pgoff, "vm_flags": flags,
+                "vm_page_prot": 0x25, "pages": {f"{start:#x}": "aa"}}
+
+    def maps(*vmas: dict[str, Any]) -> list[tuple[int, int]]:
+        data = {"engine": "linux-cr", "files": {"header.img": {"constants": {"page_shift": 12}},
+                                                "mm-obj1.img": {"objref": 1, "kind": "MM", "vmas": list(vmas)}}}
+        mm = comparable(data)["files"]["mm-obj1.img"]
+        assert mm["map_count"] == len(mm["vmas"])
+        return [(v["vm_start"], v["vm_end"]) for v in mm["vmas"]]
+
+    assert maps(vma(0x1000, 0x3000, 1), vma(0x3000, 0x4000, 3)) == [(0x1000, 0x4000)]
+    assert maps(vma(0x1000, 0x3000, 1), vma(0x3000, 0x4000, 4)) == [(0x1000, 0x3000), (0x3000, 0x4000)]
+    assert maps(vma(0x1000, 0x3000, 1), vma(0x4000, 0x5000, 4)) == [(0x1000, 0x3000), (0x4000, 0x5000)]
+    assert maps(vma(0x1000, 0x3000, 1), vma(0x3000, 0x4000, 3, flags=0x73)) == [(0x1000, 0x3000), (0x3000, 0x4000)]
+    assert maps(vma(0x1000, 0x3000, 1, kind="ANON"), vma(0x3000, 0x4000, 9, kind="ANON")) == [(0x1000, 0x4000)]
+    # accounting and soft-dirty bits do not keep neighbours apart
+    assert maps(vma(0x1000, 0x3000, 1, flags=0x100071), vma(0x3000, 0x4000, 3, flags=0x8000071)) == [(0x1000, 0x4000)]

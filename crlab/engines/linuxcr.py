@@ -7,11 +7,11 @@ calling process: `crctl restart FILE` is started detached in the background and,
 succeeds, that process *becomes* the restored task (same pid as the crctl that called it), so
 restore returns crctl's pid.  When restart(2) fails, crctl exits and says why.
 
-The series has an x86 port only (x86_64, i386 and 32-bit compat on x86_64); ppc64, ppc64le and
-armv7 come with a later series.  A kernel without the series' system calls (or built without
-CONFIG_CHECKPOINT_V21) answers ENOSYS, which `crctl` reports with exit code 3: the engine says so
-through `guest_unsupported_reason`, so a C/R job on such a kernel reports C/R as not run, not as
-failures of every test.
+The series has an x86 port only (x86_64 and i386; the x86_64 kernel refuses 32-bit tasks and
+X86_32 images with EINVAL/EOPNOTSUPP); ppc64, ppc64le and armv7 come with a later series.  A
+kernel without the series' system calls (or built without CONFIG_CHECKPOINT_V21) answers ENOSYS,
+which `crctl` reports with exit code 3: the engine says so through `guest_unsupported_reason`, so a
+C/R job on such a kernel reports C/R as not run, not as failures of every test.
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ def _execution_registers() -> tuple[str, ...]:
 
 # What changes between two checkpoints of the same state and means nothing.  The first image is
 # taken of the test as started, the second of the restored test still running, so everything the
-# task does by running between the two is volatile; nothing else is dropped.
+# task does by running between the two is volatile; nothing else is dropped (decode() has already
+# made what restart recreates differently comparable: see comparable()).
 RULES = Rules(
     drop_paths=(
         # when each checkpoint was taken
@@ -208,23 +209,49 @@ VM_KERNEL_BOOKKEEPING = 0x00100000 | 0x08000000
 TIF_TRANSIENT = (1 << 1) | (1 << 2) | (1 << 3) | (1 << 14) | (1 << 17) | (1 << 21)
 
 
+_SPLIT_KEYS = ("vm_start", "vm_end", "vm_pgoff", "pages")
+
+
+def _maximal_mappings(vmas: list[dict[str, Any]], page_shift: int) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for vma in sorted(vmas, key=lambda v: v.get("vm_start", 0)):
+        prev = out[-1] if out else None
+        if prev is not None and prev.get("vm_end") == vma.get("vm_start") \
+                and {k: v for k, v in prev.items() if k not in _SPLIT_KEYS} \
+                == {k: v for k, v in vma.items() if k not in _SPLIT_KEYS} \
+                and ("vm_pgoff" not in vma or vma["vm_pgoff"] == prev.get("vm_pgoff", 0)
+                     + ((prev["vm_end"] - prev["vm_start"]) >> page_shift)):
+            prev["vm_end"] = vma["vm_end"]
+            prev["pages"] = {**prev.get("pages", {}), **vma.get("pages", {})}
+            continue
+        out.append(dict(vma))
+    return out
+
+
 def comparable(data: dict[str, Any]) -> dict[str, Any]:
     """The canonical tree made comparable across a restart, changing only what the kernel decides
     by itself when it recreates a task (each step says why):
 
     - a file-backed VMA (and the mm's exe_objref) names its file by path instead of by objref, and
-      FILE objects only mappings use are dropped: the exec'd binary's mappings share one open file, restart opens the
-      file per mapping; which `struct file` backs a private mapping is invisible to the task (and
-      __FMODE_EXEC marks only exec's own open).  Files in the file table stay objects.
+      FILE objects only mappings use are dropped: the exec'd binary's mappings share one open file,
+      restart opens the file per mapping; which `struct file` backs a private mapping is invisible
+      to the task (and __FMODE_EXEC marks only exec's own open).  Files in the file table stay
+      objects.
     - objects are named by kind and order of first appearance (mm-obj1.img ...) and objrefs are
       renumbered in the same order, since the extra files above shift the numbers;
     - vm_flags lose VM_KERNEL_BOOKKEEPING; an anonymous mapping loses vm_pgoff (its page offset is
       where the kernel first placed it, e.g. the stack before it was moved at exec);
+    - an address space is compared as its maximal mappings: adjacent VMAs that differ only in where
+      they split (same type, file, flags and protection, and for a file the next page offset) are
+      one.  The kernel keeps such neighbours apart or merges them by its own history (i386: two
+      mappings of the binary's data, apart after exec, one after restart maps them again); the
+      memory and its protection are the same;
     - thread_info_flags lose TIF_TRANSIENT.
     A GENERIC file gets its path as "name" too, so that Rules.volatile_by_name finds the tests'
     logs.
     """
     files: dict[str, Any] = data["files"]
+    page_shift = int(files.get("header.img", {}).get("constants", {}).get("page_shift", 12))
     objects = {name: obj for name, obj in files.items() if isinstance(obj, dict) and "objref" in obj
                and "kind" in obj and "-obj" in name}
     by_ref = {obj["objref"]: obj for obj in objects.values()}
@@ -242,6 +269,9 @@ def comparable(data: dict[str, Any]) -> dict[str, Any]:
             vma["vm_flags"] = vma.get("vm_flags", 0) & ~VM_KERNEL_BOOKKEEPING
             if vma.get("vma_type") == "ANON":
                 vma.pop("vm_pgoff", None)
+        if obj["kind"] == "MM" and obj.get("vmas"):
+            obj["vmas"] = _maximal_mappings(obj["vmas"], page_shift)
+            obj["map_count"] = len(obj["vmas"])
         exe = by_ref.get(obj.get("exe_objref", 0)) if obj["kind"] == "MM" else None
         if exe is not None and exe.get("kind") == "FILE":
             obj["exe_objref"] = exe.get("path", "?")
