@@ -47,6 +47,8 @@ CONFIG = CONFIGS_DIR / "linux-cr.yaml"
 SERIES = REPO_ROOT / "patches" / "linux-cr" / "series"
 TABLES = tables_for_tree()
 ENGINE: LinuxCrEngine = get_engine("linux-cr")
+# one xdist worker runs the module: one build (cached) and one guest for its boot tests
+pytestmark = pytest.mark.xdist_group("linuxcr")
 
 
 def _series_defines(call: str) -> bool:
