@@ -38,6 +38,9 @@ class Rules:
     keyed_lists: tuple[tuple[str, str], ...] = ()
     # objects whose "name" matches a pattern lose these keys (a log file's offset grows as it is written)
     volatile_by_name: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # files named after a kernel/engine-assigned number that a renumbered key also carries
+    # (CRIU's timens-<time_ns_id>.img): (pattern with one group, key); renamed with the key's numbering
+    numbered_files: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -95,14 +98,20 @@ def normalise(tree: Tree, rules: Rules) -> Tree:
     pids = pid_map(tree, rules)
     pattern = re.compile(rules.pid_file_pattern)
     files: dict[str, Any] = {}
+    numbering: dict[str, dict[Any, int]] = {}
     for name, content in sorted(tree.get("files", {}).items()):
         if any(fnmatch.fnmatchcase(name, glob) for glob in rules.drop_files):
             continue
-        match = pattern.search(name)
-        if match and int(match.group(1)) in pids:
-            name = name[: match.start(1)] + pids[int(match.group(1))] + name[match.end(1):]
+        numbered = [(m, key) for regex, key in rules.numbered_files if (m := re.search(regex, name))]
+        pid_match = pattern.search(name)
+        if numbered:
+            found, key = numbered[0]
+            seen = numbering.setdefault(key, {})
+            number = seen.setdefault(int(found.group(1)), len(seen) + 1)
+            name = f"{name[: found.start(1)]}#{number}{name[found.end(1):]}"
+        elif pid_match and int(pid_match.group(1)) in pids:
+            name = name[: pid_match.start(1)] + pids[int(pid_match.group(1))] + name[pid_match.end(1):]
         files[name] = content
-    numbering: dict[str, dict[Any, int]] = {}
     out = {"engine": tree.get("engine", ""), "files": {}}
     for name, content in files.items():
         out["files"][name] = _walk(content, name, rules, pids, numbering)

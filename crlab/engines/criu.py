@@ -46,7 +46,11 @@ RULES = Rules(
     ),
     renumber_keys=("ino", "inode", "pipe_id", "mnt_id", "s_dev", "dev", "rdev", "root_cg_set", "cg_set", "peer",
                    "fifo_id", "shmid", "key_id", "cwd_id", "root_id", "files_id", "fs_id", "sighand_id", "vm_id",
-                   "pages_id"),
+                   "pages_id",
+                   # CRIU numbers namespaces as it meets them; a restored task sits in a time namespace
+                   # CRIU made, met at another point of the second dump (5 -> 9 seen with CONFIG_TIME_NS)
+                   "time_ns_id"),
+    numbered_files=((r"^timens-(\d+)\.img$", "time_ns_id"),),
     pid_keys=("pid", "ppid", "pgid", "sid", "threads", "tid", "real_pid"),
     pid_file="pstree.img",
     # mappings by address; the process tree by (mapped) pid, since CRIU lists it in no fixed order
