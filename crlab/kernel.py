@@ -294,7 +294,35 @@ def check_requested_symbols(fragments: list[Path], final_config: Path) -> list[s
 
 
 # Bump when the way a kernel is built changes in a way its inputs do not show.
-KERNEL_RECIPE = "2"  # 2: reproducible KBUILD_BUILD_* values, ccache depend mode, kept object trees
+# 2: reproducible KBUILD_BUILD_* values, ccache depend mode, kept object trees
+# 3: sources that .incbin a build product are compiled without ccache (see CC_WRAPPER)
+KERNEL_RECIPE = "3"
+
+# ccache hashes a source, its headers and the compiler's arguments, but not a file that the
+# assembler pulls in with .incbin.  The kernel's boot wrappers do exactly that (ARM's piggy.S
+# includes the compressed kernel, piggy_data): under ccache, every zImage after the first one
+# carried the first build's kernel.  Such sources go to the compiler directly.
+CC_WRAPPER = """#!/bin/sh
+# crlab: ccache for everything except sources that .incbin another file (written by crlab.kernel)
+for arg in "$@"; do
+    case "$arg" in
+        *.S|*.c) if [ -f "$arg" ] && grep -q '\\.incbin' "$arg"; then exec "$@"; fi ;;
+    esac
+done
+exec ccache "$@"
+"""
+
+
+def cc_wrapper(cache: Cache) -> Path:
+    """The compiler wrapper, at a path that stays the same for this cache (kbuild records CC)."""
+    path = cache.root / "bin" / "crlab-cc"
+    if not path.is_file() or path.read_text() != CC_WRAPPER:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        scratch = path.with_name(f".crlab-cc.{os.getpid()}")
+        scratch.write_text(CC_WRAPPER)
+        scratch.chmod(0o755)
+        scratch.replace(path)
+    return path
 
 
 def fragment_paths(kernel: KernelTree, profile: TargetProfile, fragments_dir: Path) -> list[Path]:
@@ -382,7 +410,7 @@ def make_env(profile: TargetProfile, cache: Cache, base_dir: Path | None = None
         env["CCACHE_BASEDIR"] = str(base_dir)
     make_vars = [f"ARCH={profile.arch}", f"CROSS_COMPILE={profile.cross_compile}"]
     if shutil.which("ccache"):
-        make_vars.append(f"CC=ccache {profile.cross_compile}gcc")
+        make_vars.append(f"CC={cc_wrapper(cache)} {profile.cross_compile}gcc")
     return make_vars, env
 
 
