@@ -253,3 +253,25 @@ def test_buildbench_rejects_unknown_target() -> None:
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__]))
+
+
+def test_a_source_that_incbins_a_file_bypasses_ccache(tmp_path: Path) -> None:
+    """ccache cannot see a file pulled in with .incbin (ARM's piggy.S and its piggy_data): such a
+    source goes to the compiler directly, everything else through ccache."""
+    import os
+
+    from crlab.kernel import cc_wrapper
+
+    wrapper = cc_wrapper(Cache(tmp_path / "cache"))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    for name in ("ccache", "fake-gcc"):
+        (bin_dir / name).write_text(f'#!/bin/sh\necho "{name} $*" >> {calls}\n')
+        (bin_dir / name).chmod(0o755)
+    (tmp_path / "piggy.S").write_text('\t.section .piggydata, "a"\n\t.incbin "arch/arm/boot/compressed/piggy_data"\n')
+    (tmp_path / "fork.c").write_text("int x;\n")
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    for source in ("piggy.S", "fork.c"):
+        subprocess.run([str(wrapper), "fake-gcc", "-c", source, "-o", "out.o"], cwd=tmp_path, env=env, check=True)
+    assert calls.read_text().splitlines() == ["fake-gcc -c piggy.S -o out.o", "ccache fake-gcc -c fork.c -o out.o"]
