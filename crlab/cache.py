@@ -35,7 +35,7 @@ RECIPE_VERSION = "1"
 COMPLETE = ".complete"
 
 # Top-level directories of a cache root that are not entry kinds.
-NOT_KINDS = frozenset({"ccache", "locks", "ports", "logs", "damaged", "objtrees"})
+NOT_KINDS = frozenset({"ccache", "locks", "ports", "logs", "damaged", "objtrees", "bin"})  # bin: crlab-cc
 
 # Files up to this size are hashed on every lookup (metadata, configs, logs); bigger ones only by
 # `cache verify` (their size is still checked on every lookup).
