@@ -38,8 +38,8 @@ class Rules:
     keyed_lists: tuple[tuple[str, str], ...] = ()
     # objects whose "name" matches a pattern lose these keys (a log file's offset grows as it is written)
     volatile_by_name: tuple[tuple[str, tuple[str, ...]], ...] = ()
-    # files named after a kernel/engine-assigned number that a renumbered key also carries
-    # (CRIU's timens-<time_ns_id>.img): (pattern with one group, key); renamed with the key's numbering
+    # files named after an engine-assigned number (CRIU's timens-N.img): (pattern with one group,
+    # key); renamed by first appearance among the files of that pattern
     numbered_files: tuple[tuple[str, str], ...] = ()
 
 
@@ -106,7 +106,9 @@ def normalise(tree: Tree, rules: Rules) -> Tree:
         pid_match = pattern.search(name)
         if numbered:
             found, key = numbered[0]
-            seen = numbering.setdefault(key, {})
+            # numbered on their own: CRIU names the first dump's timens image timens-0.img while
+            # its ids.img says time_ns_id 5, so the file's number is not always the key's value
+            seen = numbering.setdefault(f"file:{key}", {})
             number = seen.setdefault(int(found.group(1)), len(seen) + 1)
             name = f"{name[: found.start(1)]}#{number}{name[found.end(1):]}"
         elif pid_match and int(pid_match.group(1)) in pids:
