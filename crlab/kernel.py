@@ -178,9 +178,26 @@ def _unpack(archive: Path, dest: Path, log: Path) -> None:
     _check(proc, "source", f"unpacking {archive}", log)
 
 
+_COMPILER_ERROR = re.compile(r"^(\S+?:\d+(?::\d+)?: (?:fatal )?error: .*|.*: undefined reference to .*)$", re.M)
+# the object tree's source copy, as make prints it (absolute under objtrees/, or ../src/)
+_WORKSPACE_PREFIX = re.compile(r"^(?:\S*/objtrees/[^/\s]+/(?:src|obj)/|(?:\.\./)+src/)")
+
+
+def first_compiler_error(log: Path) -> str | None:
+    """The first 'file:line: error:' (or linker 'undefined reference') line of a build log, with the
+    path relative to the kernel tree, so a failed build is named by its cause, not by make's tail."""
+    try:
+        match = _COMPILER_ERROR.search(log.read_text(errors="replace"))
+    except OSError:
+        return None
+    return _WORKSPACE_PREFIX.sub("", match.group(1).strip()) if match else None
+
+
 def _check(proc: subprocess.CompletedProcess[str], stage: str, what: str, log: Path) -> None:
     if proc.returncode != 0:
-        raise KernelStageError(stage, f"{what} failed (exit {proc.returncode}):\n{_tail(log)}", log)
+        first = first_compiler_error(log) if stage == "build" else None
+        cause = f"{first}\n" if first else ""
+        raise KernelStageError(stage, f"{what} failed (exit {proc.returncode}): {cause}{_tail(log)}", log)
 
 
 # --------------------------------------------------------------------------- patch

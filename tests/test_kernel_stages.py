@@ -103,3 +103,21 @@ def test_later_fragment_wins(tmp_path: Path) -> None:
     final = tmp_path / ".config"
     final.write_text("# CONFIG_SMP is not set\n")
     assert kstages.check_requested_symbols([first, second], final) == []
+
+
+def test_a_failed_build_is_named_by_its_first_compiler_error(tmp_path: Path) -> None:
+    from crlab.kernel import first_compiler_error
+
+    log = tmp_path / "build.log"
+    log.write_text("  CC      /c/objtrees/k-x86_64/obj/kernel/bounds.s\n"
+                   "/c/objtrees/k-x86_64/src/kernel/bounds.c: In function 'main':\n"
+                   "/c/objtrees/k-x86_64/src/kernel/bounds.c:18:9: error: 'crlab_undeclared' undeclared "
+                   "(first use in this function)\n"
+                   "../src/kernel/sys.c:7:1: error: a later one\n"
+                   "make[1]: *** Waiting for unfinished jobs....\n")
+    assert first_compiler_error(log) == ("kernel/bounds.c:18:9: error: 'crlab_undeclared' undeclared "
+                                         "(first use in this function)")
+    log.write_text("ld: kernel/sys.o: in function `f':\nsys.c:(.text+0x5): undefined reference to `g'\n")
+    assert first_compiler_error(log) == "sys.c:(.text+0x5): undefined reference to `g'"
+    log.write_text("make: *** No rule to make target 'x'.  Stop.\n")
+    assert first_compiler_error(log) is None
