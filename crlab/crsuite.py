@@ -267,8 +267,7 @@ class CrSuite(_CrBase):
                 ctx.info["engine_version"] = engine.version(guest.shell)
                 ctx.info["aslr"] = guest.shell.run("cat /proc/sys/kernel/randomize_va_space", timeout=30).output.strip()
                 # an engine that depends on the booted kernel (linux-cr: checkpoint(2)) says so here
-                probe = getattr(engine, "guest_unsupported_reason", None)
-                missing = probe(guest.shell) if probe is not None else None
+                missing = engine.guest_unsupported_reason(guest.shell)
                 if missing:
                     why_not, unavailable = f"{engine.name}: {missing}", True
                     engine = None

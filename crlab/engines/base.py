@@ -53,6 +53,11 @@ class Engine(Protocol):
         """None when the engine runs on this target, else why not (e.g. CRIU has no i386 port)."""
         ...
 
+    def guest_unsupported_reason(self, shell: Shell) -> str | None:
+        """None when the booted guest can run the engine, else why not (linux-cr: the kernel has no
+        checkpoint(2)); asked once per guest before any test."""
+        ...
+
     def guest_tree(self, profile: TargetProfile, cache: Cache) -> Path:
         """A directory tree merged into the guest's root: the engine's programs and libraries."""
         ...

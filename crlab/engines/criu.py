@@ -69,6 +69,9 @@ class CriuEngine:
             return None
         return f"CRIU has no port for {profile.name} (CRIU runs on x86_64 and ppc64le here)"
 
+    def guest_unsupported_reason(self, shell: Shell) -> str | None:
+        return None  # the kernel parts CRIU needs come from the engine's Kconfig fragment
+
     def guest_tree(self, profile: TargetProfile, cache: Cache) -> Path:
         """Debian's criu for the target with its shared-library closure (crit's Python stays out)."""
         from crlab.userland import DEFAULT_PRUNE, packages_with_libraries

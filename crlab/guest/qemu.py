@@ -234,9 +234,12 @@ class QemuMachine:
                 raise BootFailure(FailureClass.BOOT_HANG, f"no shell prompt within {self.cfg.boot_timeout:.0f} s"
                                   + detail + self._last_lines())
 
-    def read_console_log(self) -> str:
+    def _flush_console_log(self) -> None:
         if self.child is not None and self.child.logfile_read:
             self.child.logfile_read.flush()
+
+    def read_console_log(self) -> str:
+        self._flush_console_log()
         try:
             return self.console_log.read_text(errors="replace")
         except OSError:
@@ -245,8 +248,7 @@ class QemuMachine:
     def search_console_log(self, search: Callable[[str], str | None]) -> str | None:
         """The first hit of `search` in console.log, read in chunks: a flooded log (up to
         CONSOLE_LOG_CAP) is never held in memory whole."""
-        if self.child is not None and self.child.logfile_read:
-            self.child.logfile_read.flush()
+        self._flush_console_log()
         return search_file(self.console_log, search)
 
     def find_oops(self) -> str | None:
@@ -259,8 +261,7 @@ class QemuMachine:
         return (self.find_panic() or "kernel panic") + self._last_lines()
 
     def _last_lines(self, count: int = 6) -> str:
-        if self.child is not None and self.child.logfile_read:
-            self.child.logfile_read.flush()
+        self._flush_console_log()
         try:
             with open(self.console_log, "rb") as fh:
                 fh.seek(max(fh.seek(0, 2) - _TAIL_BYTES, 0))
