@@ -69,6 +69,20 @@ def parse(log_text: str) -> list[Diagnostic]:
     return sorted(found)
 
 
+def first_error(log_text: str) -> str | None:
+    """The first compiler or linker error of a build log as gcc/ld printed it (line numbers kept),
+    its path made relative to the tree: what a failed build is named by."""
+    roots = _roots(log_text)
+    for raw in log_text.splitlines():
+        line = raw.translate(_QUOTES).rstrip()
+        match = _DIAGNOSTIC.match(line)
+        if not (match and match.group("sev") != "warning"):
+            match = _LINKER.match(line)
+        if match:
+            return normalise_path(match.group("file"), roots) + line[match.end("file"):]
+    return None
+
+
 def parse_file(path: Path) -> list[Diagnostic]:
     try:
         return parse(path.read_text(errors="replace"))

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from crlab import runner
+from crlab.buildwarnings import first_error
 from crlab.cache import Cache, force_rmtree, hash_file, hash_inputs, host_build_lock
 from crlab.config import KernelSource, KernelTree
 from crlab.patchsafety import check_patch_file
@@ -178,19 +179,12 @@ def _unpack(archive: Path, dest: Path, log: Path) -> None:
     _check(proc, "source", f"unpacking {archive}", log)
 
 
-_COMPILER_ERROR = re.compile(r"^(\S+?:\d+(?::\d+)?: (?:fatal )?error: .*|.*: undefined reference to .*)$", re.M)
-# the object tree's source copy, as make prints it (absolute under objtrees/, or ../src/)
-_WORKSPACE_PREFIX = re.compile(r"^(?:\S*/objtrees/[^/\s]+/(?:src|obj)/|(?:\.\./)+src/)")
-
-
 def first_compiler_error(log: Path) -> str | None:
-    """The first 'file:line: error:' (or linker 'undefined reference') line of a build log, with the
-    path relative to the kernel tree, so a failed build is named by its cause, not by make's tail."""
+    """The first compiler or linker error of a build log (crlab.buildwarnings reads it)."""
     try:
-        match = _COMPILER_ERROR.search(log.read_text(errors="replace"))
+        return first_error(log.read_text(errors="replace"))
     except OSError:
         return None
-    return _WORKSPACE_PREFIX.sub("", match.group(1).strip()) if match else None
 
 
 def _check(proc: subprocess.CompletedProcess[str], stage: str, what: str, log: Path) -> None:
