@@ -65,6 +65,17 @@ def _sigterm_as_interrupt(_signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt()
 
 
+def ctrl_c_ignored_note() -> str | None:
+    """Why Ctrl-C will not stop this process, if it will not.  A command started with `&` from a
+    script (a shell without job control) inherits SIGINT as ignored, and Python then installs no
+    Ctrl-C handler: crlab keeps that choice, as other tools do, but says so, because the run can
+    then only be stopped with SIGTERM."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        return ("crlab: SIGINT was ignored when this process started (e.g. `cmd &` in a script), so "
+                "Ctrl-C will not stop the run; SIGTERM stops it and keeps finished jobs")
+    return None
+
+
 # ---------------------------------------------------------------------------- run
 
 
@@ -110,6 +121,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     progress = make_progress(plain=args.plain or None)
     orchestrator = Orchestrator(cfg, run, progress, Cache(notify=progress.note),
                                 retry_test_failures=args.retry_failures)
+    if note := ctrl_c_ignored_note():
+        progress.note(note)
     previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     interrupted = False
     try:

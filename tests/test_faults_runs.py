@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import signal
 import sqlite3
 import subprocess
@@ -41,9 +42,17 @@ options: {{jobs: 1, retries: 0, timeouts: {{boot: 120}}}}
     return path
 
 
+def _ctrl_c_as_from_a_terminal() -> None:
+    # pytest itself may have been started with `&` by a script (a shell without job control), and
+    # then SIGINT is inherited as ignored and the harness never sees a Ctrl-C (it says so; see
+    # test_inherited_ignored_ctrl_c_is_announced).  A person at a terminal has it at its default.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen([*HARNESS, *args], cwd=REPO_ROOT, text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, env={**os.environ, "CRLAB_PLAIN": "1", **(env or {})})
+                            stderr=subprocess.STDOUT, env={**os.environ, "CRLAB_PLAIN": "1", **(env or {})},
+                            preexec_fn=_ctrl_c_as_from_a_terminal)
 
 
 def wait_for_second_guest(proc: subprocess.Popen[str], results: Path) -> Path:
@@ -119,6 +128,33 @@ def test_second_ctrl_c_while_the_first_is_handled(tmp_path: Path) -> None:
     jobs = {job["job_id"]: job for job in json.loads((results / "latest" / "results.json").read_text())["jobs"]}
     assert jobs["linux-6.1/x86_64/smoke"]["status"] == "pass"
     assert jobs["linux-6.1/x86_64-b/smoke"]["status"] in ("incomplete", "pending")
+
+
+def test_inherited_ignored_ctrl_c_is_announced() -> None:
+    """Found by a CI run started in the background from a script: SIGINT inherited as ignored made
+    both Ctrl-Cs of the test above vanish.  crlab keeps an inherited SIG_IGN but says so."""
+    from crlab.cli import ctrl_c_ignored_note
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        note = ctrl_c_ignored_note()
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own, as at a terminal
+        assert ctrl_c_ignored_note() is None
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert note is not None and "Ctrl-C will not stop the run" in note and "SIGTERM" in note
+    probe = [sys.executable, "-c", "import signal; print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)"]
+    # what `cmd &` in a script does to its child, whatever the script's own Ctrl-C
+    inherited = subprocess.run(["sh", "-c", f"{shlex.join(probe)} & wait"], capture_output=True, text=True,
+                               check=True).stdout.strip()
+    # and start() gives the harness a default Ctrl-C even under a parent that ignores it
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        undone = subprocess.run(probe, capture_output=True, text=True, check=True,
+                                preexec_fn=_ctrl_c_as_from_a_terminal).stdout.strip()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert (inherited, undone) == ("True", "False"), (inherited, undone)
 
 
 def test_two_runs_at_once_on_one_cache_and_results_directory(tmp_path: Path) -> None:
