@@ -424,7 +424,7 @@ def cmd_gate(args: Any) -> int:
     import signal
     import sys
 
-    from crlab.cli import _load, _sigterm_as_interrupt, ensure_host
+    from crlab.cli import _load, _sigterm_as_interrupt, ctrl_c_ignored_note, ensure_host
     from crlab.progress import make_progress
 
     cfg = _load(Path(args.config))
@@ -436,6 +436,8 @@ def cmd_gate(args: Any) -> int:
     command = shlex.join(["./harness.py", "gate", "--config", args.config, "--base", args.base, "--series",
                           args.series, *(["--targets", *args.targets] if args.targets else []),
                           *(["--whole"] if args.whole else [])])
+    if note := ctrl_c_ignored_note():
+        print(note, file=sys.stderr, flush=True)
     previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:
         report = run_gate(cfg, args.base, series, list(args.targets or []), args.whole,

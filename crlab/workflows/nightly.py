@@ -68,6 +68,10 @@ def execute(cfg: MatrixConfig, store: ResultStore, *, plain: bool = False, retry
                            config_sources=cfg.sources)
     progress = make_progress(plain=plain or None)
     orchestrator = Orchestrator(cfg, run, progress, Cache(notify=progress.note), retry_test_failures=retry_failures)
+    from crlab.cli import ctrl_c_ignored_note  # crlab.cli imports this module
+
+    if note := ctrl_c_ignored_note():
+        progress.note(note)
     previous_handler = signal.signal(signal.SIGTERM, _sigterm)
     interrupted = False
     try:
