@@ -231,6 +231,37 @@ def test_known_differences_for_linux_cr_have_reasons() -> None:
         assert k.reason.strip(), k.path
 
 
+GOLDEN_I386 = REPO_ROOT / "tests" / "data" / "linuxcr" / "counter_loop-i386.img"
+
+
+def test_golden_i386_image_decodes_with_32_bit_words(tmp_path: Path) -> None:
+    """The image an i386 guest of linux-6.1-cr really wrote (tests/data/linuxcr/README.md says how
+    it was taken) decodes with 32-bit words: every record, the task's 32-bit user addresses, and the
+    canonical tree the round-trip diff uses."""
+    data = GOLDEN_I386.read_bytes()
+    image = read_records(data, TABLES)
+    assert (image.arch, image.word_size, image.byteorder, image.target) == ("X86_32", 4, "little", "i386")
+    names = [r.name for r in image.records]
+    assert names[0] == "HEADER" and names[-1] == "TAIL" and image.records[-1].offset + 16 == len(data)
+    for name in ("HEADER_ARCH", "TREE", "TASK", "MM", "VMA", "PGARR", "MM_CONTEXT", "SIGHAND", "TASK_OBJS",
+                 "THREAD", "RESTART_BLOCK", "CPU", "X86_CPU_FPU", "SIGNAL_TASK"):
+        assert name in names, name
+    header = image.records[0].fields
+    assert (header["major"], header["minor"]) == (6, 1)
+    vmas = [r.fields for r in image.records if r.name == "VMA"]
+    assert vmas and all(0 < v["vm_start"] < v["vm_end"] <= 1 << 32 for v in vmas), vmas
+    cpu = next(r.fields for r in image.records if r.name == "CPU")
+    assert cpu["ip"] < 1 << 32 and cpu["sp"] < 1 << 32 and cpu["r8"] == 0 and cpu["fs_base"] == 0
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / IMAGE_FILE).write_bytes(data)
+    tree = ENGINE.decode(tmp_path / "img")
+    files = tree["files"]
+    assert files["header.img"]["arch"] == "X86_32"
+    tasks = [name for name in files if name.startswith("task-")]
+    assert len(tasks) == 1 and files[tasks[0]]["comm"] == "counter_loop", tasks
+    assert [e["depth"] for e in files["pstree.img"]["entries"]] == [0]
+
+
 # --------------------------------------------------------------------------- a real x86_64 guest
 
 BIN_DIR = f"{GUEST_SUITES_DIR}/cr/bin"
@@ -367,12 +398,13 @@ def test_counter_loop_round_trip(guest: Guest, tmp_path: Path) -> None:
 @pytest.mark.boot
 @pytest.mark.slow
 def test_x86_64_kernel_refuses_a_32_bit_image(guest: Guest, tmp_path: Path) -> None:
-    """An image of a 32-bit task (arch X86_32, as the i386 kernel writes it, same kernel version) on
-    the x86_64 kernel, which has no IA32 emulation in this configuration: restart(2) must refuse it
-    before changing anything, with a clear error; the process that asked keeps running as crctl
-    and exits 1.  Without restart(2) in the series the refusal is ENOSYS (exit 3)."""
+    """A real image of a 32-bit task (GOLDEN_I386: counter_loop checkpointed by crctl on the i386
+    linux-6.1-cr kernel) on the x86_64 kernel, which has no IA32 emulation in this configuration:
+    restart(2) must refuse it before changing anything, with a clear error; the process that asked
+    keeps running as crctl and exits 1.  Without restart(2) in the series the refusal is ENOSYS
+    (exit 3)."""
     image_dir = f"{GUEST_WORK}/compat"
-    _put_image(guest, tmp_path, _image_for(guest, "i386"), image_dir)
+    _put_image(guest, tmp_path, GOLDEN_I386.read_bytes(), image_dir)
     result = guest.shell.run(f"/usr/bin/crctl restart {image_dir}/{IMAGE_FILE}; echo crctl-exit=$?", timeout=120)
     lines = result.output.strip().splitlines()
     if not HAS_RESTART:
@@ -380,7 +412,8 @@ def test_x86_64_kernel_refuses_a_32_bit_image(guest: Guest, tmp_path: Path) -> N
         return
     assert lines[-1] == "crctl-exit=1", result.output
     assert re.search(r"crctl: restart from \S+ failed: Invalid argument", result.output), result.output
-    # the kernel's reason, written to crctl's stderr (the log descriptor)
+    # the kernel's reason, written to crctl's stderr (the log descriptor): the arch_id of the
+    # HEADER record (which ends at offset 72) is refused before anything else is looked at
     assert "[err -22][pos 72] image of arch_id 1 (32-bit words), this kernel restarts arch_id 2 images only" \
         in result.output, result.output
     assert "the image is refused, the caller is unchanged" in result.output
