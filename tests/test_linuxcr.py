@@ -287,6 +287,21 @@ def guest(cfg: MatrixConfig, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         yield booted
 
 
+@pytest.fixture(scope="module")
+def guest_i386(cfg: MatrixConfig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guest]:
+    """linux-6.1-cr on i386, booted only for what differs there (the self-checkpoint's return into
+    a 32-bit task); configs/linux-cr.yaml's cr job runs the whole suite on it."""
+    from crlab.session import boot_cell
+
+    require_qemu("qemu-system-i386")
+    if not shutil.which("i686-linux-gnu-gcc"):
+        missing_prerequisite("i686-linux-gnu-gcc is not installed")
+    job_dir = tmp_path_factory.mktemp("linuxcr-guest-i386")
+    with boot_cell(cfg, "linux-6.1-cr", "i386", transport="console", suite=cfg.suites["cr"],
+                   job_dir=job_dir, log=lambda _: None) as (booted, _built):
+        yield booted
+
+
 def _kernel_version(guest: Guest) -> tuple[int, int, int]:
     release = guest.shell.run("uname -r", timeout=30).output.strip().splitlines()[-1]
     match = re.match(r"(\d+)\.(\d+)\.(\d+)", release)
@@ -393,6 +408,43 @@ def test_counter_loop_round_trip(guest: Guest, tmp_path: Path) -> None:
     finally:
         process.cleanup()
     assert not guest.kernel_oops()
+
+
+def _self_checkpoint_round_trip(guest: Guest, name: str) -> None:
+    """crctl checkpoint-self: checkpoint(2) of the caller returns the checkpoint's id (> 0); a
+    restart of that image returns into the same call, which now returns 0, with the caller's stack
+    and registers (its marker) and its TLS (getpid() through libc) working."""
+    if not (HAS_CHECKPOINT and HAS_RESTART):
+        pytest.skip("patches/linux-cr/series defines no checkpoint(2)/restart(2) yet")
+    work = f"{GUEST_WORK}/{name}"
+    first = guest.shell.run(f"rm -rf {work} && mkdir -p {work} && cd {work} && "
+                            "/usr/bin/crctl checkpoint-self self.img; echo crctl-exit=$?", timeout=120)
+    assert first.output.strip().splitlines()[-1] == "crctl-exit=0", first.output
+    taken = re.search(r"checkpoint-self: checkpoint\(2\) returned ([1-9][0-9]*), pid ([0-9]+), marker kept",
+                      first.output)
+    assert taken, first.output
+    again = guest.shell.run(f"cd {work} && /usr/bin/crctl restart self.img; echo crctl-exit=$?", timeout=120)
+    assert again.output.strip().splitlines()[-1] == "crctl-exit=0", again.output
+    resumed = re.search(r"checkpoint-self: checkpoint\(2\) returned 0 \(restarted\), pid ([0-9]+), marker kept",
+                        again.output)
+    assert resumed, again.output
+    assert resumed.group(1) != taken.group(2)  # the restarted task has its restarter's pid
+    assert "segfault" not in guest.shell.run("dmesg | tail -n 20", timeout=30).output
+    assert not guest.kernel_oops()
+
+
+@pytest.mark.boot
+@pytest.mark.slow
+def test_self_checkpoint_returns_0_after_restart(guest: Guest) -> None:
+    _self_checkpoint_round_trip(guest, "self-x86_64")
+
+
+@pytest.mark.boot
+@pytest.mark.slow
+def test_self_checkpoint_returns_0_after_restart_on_i386(guest_i386: Guest) -> None:
+    """The i386 kernel does not keep the user's gs in pt_regs: restart(2) must load it, or the
+    restarted task's first TLS access (getpid() calls through %gs:0x10) faults (0005's fix)."""
+    _self_checkpoint_round_trip(guest_i386, "self-i386")
 
 
 @pytest.mark.boot
