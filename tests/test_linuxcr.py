@@ -6,7 +6,8 @@ Which guest tests apply depends on the series, not on what the guest answers: wh
 the series defines the checkpoint system call, the engine must report the kernel as having no
 checkpoint(2) (ENOSYS, crctl exit 3) and leave the test program running and working; once a patch
 does, the counter-loop round trip (checkpoint, kill, restart, keeps counting, C -> R -> C image
-diff empty after normalisation) and the 32-bit image refusal must work instead.
+diff empty after normalisation), the 32-bit image refusal (of a real i386 image,
+tests/data/linuxcr/) and the self-checkpoint (on x86_64 and in an i386 guest) must work instead.
 """
 
 from __future__ import annotations
