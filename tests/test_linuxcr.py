@@ -6,7 +6,8 @@ Which guest tests apply depends on the series, not on what the guest answers: wh
 the series defines the checkpoint system call, the engine must report the kernel as having no
 checkpoint(2) (ENOSYS, crctl exit 3) and leave the test program running and working; once a patch
 does, the counter-loop round trip (checkpoint, kill, restart, keeps counting, C -> R -> C image
-diff empty after normalisation) and the 32-bit image refusal must work instead.
+diff empty after normalisation), the 32-bit image refusal (of a real i386 image,
+tests/data/linuxcr/) and the self-checkpoint (on x86_64 and in an i386 guest) must work instead.
 """
 
 from __future__ import annotations
@@ -231,6 +232,37 @@ def test_known_differences_for_linux_cr_have_reasons() -> None:
         assert k.reason.strip(), k.path
 
 
+GOLDEN_I386 = REPO_ROOT / "tests" / "data" / "linuxcr" / "counter_loop-i386.img"
+
+
+def test_golden_i386_image_decodes_with_32_bit_words(tmp_path: Path) -> None:
+    """The image an i386 guest of linux-6.1-cr really wrote (tests/data/linuxcr/README.md says how
+    it was taken) decodes with 32-bit words: every record, the task's 32-bit user addresses, and the
+    canonical tree the round-trip diff uses."""
+    data = GOLDEN_I386.read_bytes()
+    image = read_records(data, TABLES)
+    assert (image.arch, image.word_size, image.byteorder, image.target) == ("X86_32", 4, "little", "i386")
+    names = [r.name for r in image.records]
+    assert names[0] == "HEADER" and names[-1] == "TAIL" and image.records[-1].offset + 16 == len(data)
+    for name in ("HEADER_ARCH", "TREE", "TASK", "MM", "VMA", "PGARR", "MM_CONTEXT", "SIGHAND", "TASK_OBJS",
+                 "THREAD", "RESTART_BLOCK", "CPU", "X86_CPU_FPU", "SIGNAL_TASK"):
+        assert name in names, name
+    header = image.records[0].fields
+    assert (header["major"], header["minor"]) == (6, 1)
+    vmas = [r.fields for r in image.records if r.name == "VMA"]
+    assert vmas and all(0 < v["vm_start"] < v["vm_end"] <= 1 << 32 for v in vmas), vmas
+    cpu = next(r.fields for r in image.records if r.name == "CPU")
+    assert cpu["ip"] < 1 << 32 and cpu["sp"] < 1 << 32 and cpu["r8"] == 0 and cpu["fs_base"] == 0
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / IMAGE_FILE).write_bytes(data)
+    tree = ENGINE.decode(tmp_path / "img")
+    files = tree["files"]
+    assert files["header.img"]["arch"] == "X86_32"
+    tasks = [name for name in files if name.startswith("task-")]
+    assert len(tasks) == 1 and files[tasks[0]]["comm"] == "counter_loop", tasks
+    assert [e["depth"] for e in files["pstree.img"]["entries"]] == [0]
+
+
 # --------------------------------------------------------------------------- a real x86_64 guest
 
 BIN_DIR = f"{GUEST_SUITES_DIR}/cr/bin"
@@ -252,6 +284,21 @@ def guest(cfg: MatrixConfig, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         missing_prerequisite("x86_64-linux-gnu-gcc is not installed")
     job_dir = tmp_path_factory.mktemp("linuxcr-guest")
     with boot_cell(cfg, "linux-6.1-cr", "x86_64", transport="console", suite=cfg.suites["cr"],
+                   job_dir=job_dir, log=lambda _: None) as (booted, _built):
+        yield booted
+
+
+@pytest.fixture(scope="module")
+def guest_i386(cfg: MatrixConfig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guest]:
+    """linux-6.1-cr on i386, booted only for what differs there (the self-checkpoint's return into
+    a 32-bit task); configs/linux-cr.yaml's cr job runs the whole suite on it."""
+    from crlab.session import boot_cell
+
+    require_qemu("qemu-system-i386")
+    if not shutil.which("i686-linux-gnu-gcc"):
+        missing_prerequisite("i686-linux-gnu-gcc is not installed")
+    job_dir = tmp_path_factory.mktemp("linuxcr-guest-i386")
+    with boot_cell(cfg, "linux-6.1-cr", "i386", transport="console", suite=cfg.suites["cr"],
                    job_dir=job_dir, log=lambda _: None) as (booted, _built):
         yield booted
 
@@ -364,15 +411,53 @@ def test_counter_loop_round_trip(guest: Guest, tmp_path: Path) -> None:
     assert not guest.kernel_oops()
 
 
+def _self_checkpoint_round_trip(guest: Guest, name: str) -> None:
+    """crctl checkpoint-self: checkpoint(2) of the caller returns the checkpoint's id (> 0); a
+    restart of that image returns into the same call, which now returns 0, with the caller's stack
+    and registers (its marker) and its TLS (getpid() through libc) working."""
+    if not (HAS_CHECKPOINT and HAS_RESTART):
+        pytest.skip("patches/linux-cr/series defines no checkpoint(2)/restart(2) yet")
+    work = f"{GUEST_WORK}/{name}"
+    first = guest.shell.run(f"rm -rf {work} && mkdir -p {work} && cd {work} && "
+                            "/usr/bin/crctl checkpoint-self self.img; echo crctl-exit=$?", timeout=120)
+    assert first.output.strip().splitlines()[-1] == "crctl-exit=0", first.output
+    taken = re.search(r"checkpoint-self: checkpoint\(2\) returned ([1-9][0-9]*), pid ([0-9]+), marker kept",
+                      first.output)
+    assert taken, first.output
+    again = guest.shell.run(f"cd {work} && /usr/bin/crctl restart self.img; echo crctl-exit=$?", timeout=120)
+    assert again.output.strip().splitlines()[-1] == "crctl-exit=0", again.output
+    resumed = re.search(r"checkpoint-self: checkpoint\(2\) returned 0 \(restarted\), pid ([0-9]+), marker kept",
+                        again.output)
+    assert resumed, again.output
+    assert resumed.group(1) != taken.group(2)  # the restarted task has its restarter's pid
+    assert "segfault" not in guest.shell.run("dmesg | tail -n 20", timeout=30).output
+    assert not guest.kernel_oops()
+
+
+@pytest.mark.boot
+@pytest.mark.slow
+def test_self_checkpoint_returns_0_after_restart(guest: Guest) -> None:
+    _self_checkpoint_round_trip(guest, "self-x86_64")
+
+
+@pytest.mark.boot
+@pytest.mark.slow
+def test_self_checkpoint_returns_0_after_restart_on_i386(guest_i386: Guest) -> None:
+    """The i386 kernel does not keep the user's gs in pt_regs: restart(2) must load it, or the
+    restarted task's first TLS access (getpid() calls through %gs:0x10) faults (0005's fix)."""
+    _self_checkpoint_round_trip(guest_i386, "self-i386")
+
+
 @pytest.mark.boot
 @pytest.mark.slow
 def test_x86_64_kernel_refuses_a_32_bit_image(guest: Guest, tmp_path: Path) -> None:
-    """An image of a 32-bit task (arch X86_32, as the i386 kernel writes it, same kernel version) on
-    the x86_64 kernel, which has no IA32 emulation in this configuration: restart(2) must refuse it
-    before changing anything, with a clear error; the process that asked keeps running as crctl
-    and exits 1.  Without restart(2) in the series the refusal is ENOSYS (exit 3)."""
+    """A real image of a 32-bit task (GOLDEN_I386: counter_loop checkpointed by crctl on the i386
+    linux-6.1-cr kernel) on the x86_64 kernel, which has no IA32 emulation in this configuration:
+    restart(2) must refuse it before changing anything, with a clear error; the process that asked
+    keeps running as crctl and exits 1.  Without restart(2) in the series the refusal is ENOSYS
+    (exit 3)."""
     image_dir = f"{GUEST_WORK}/compat"
-    _put_image(guest, tmp_path, _image_for(guest, "i386"), image_dir)
+    _put_image(guest, tmp_path, GOLDEN_I386.read_bytes(), image_dir)
     result = guest.shell.run(f"/usr/bin/crctl restart {image_dir}/{IMAGE_FILE}; echo crctl-exit=$?", timeout=120)
     lines = result.output.strip().splitlines()
     if not HAS_RESTART:
@@ -380,7 +465,8 @@ def test_x86_64_kernel_refuses_a_32_bit_image(guest: Guest, tmp_path: Path) -> N
         return
     assert lines[-1] == "crctl-exit=1", result.output
     assert re.search(r"crctl: restart from \S+ failed: Invalid argument", result.output), result.output
-    # the kernel's reason, written to crctl's stderr (the log descriptor)
+    # the kernel's reason, written to crctl's stderr (the log descriptor): the arch_id of the
+    # HEADER record (which ends at offset 72) is refused before anything else is looked at
     assert "[err -22][pos 72] image of arch_id 1 (32-bit words), this kernel restarts arch_id 2 images only" \
         in result.output, result.output
     assert "the image is refused, the caller is unchanged" in result.output
