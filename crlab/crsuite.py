@@ -214,6 +214,12 @@ class _CrBase:
         return tests, known_differences(suite_dir), engine if not why_not else None, why_not
 
     @staticmethod
+    def _not_for_this_target(ctx: JobContext) -> list[TestResult]:
+        """Tests written for other targets only (regs_all is x86 assembly): skipped, saying so."""
+        return [TestResult(t.name, Status.SKIP, f"written for {', '.join(t.arches)} only, not {ctx.spec.target}")
+                for t in load_catalogue(ctx.suite.suite_dir) if t.arches and ctx.spec.target not in t.arches]
+
+    @staticmethod
     def _record(ctx: JobContext, test: str, facts: dict[str, Any]) -> None:
         cr = ctx.info.setdefault("cr", {})
         assert isinstance(cr, dict)
@@ -257,7 +263,7 @@ class CrSuite(_CrBase):
         if ctx.spec.consumer:
             return CrossKernel().run(ctx)
         tests, known, engine, why_not = self._setup(ctx)
-        results: list[TestResult] = []
+        results: list[TestResult] = self._not_for_this_target(ctx)
         with ctx.boot(min_memory_mb=self.min_memory_mb) as guest:
             started = time.monotonic()
             ctx.stage("run", f"{len(tests)} C/R tests")

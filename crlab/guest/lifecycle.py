@@ -27,6 +27,7 @@ from crlab.rootfs import Rootfs, job_initrd
 from crlab.targets import TargetProfile
 
 TRANSPORTS = ("console", "ssh")
+QEMU_REAP_GRACE = 3.0  # seconds a dropped connection waits to see whether QEMU is exiting
 LOGS = ("console.log", "qemu.stderr", "suite.log")  # what a guest leaves in its job directory
 
 
@@ -178,7 +179,10 @@ def guest(spec: GuestSpec, on_boot: Callable[[], object] | None = None,
                            reservation.port if reservation else None, connect_timeout=60 if with_net else 10)
         yield Guest(machine, boot, shell, spec, info)
     except (BootFailure, GuestError) as exc:
-        if isinstance(exc, TransportError) and not isinstance(exc, HostKeyRefused) and machine and not machine.alive:
+        # A killed QEMU closes its forwarded socket a moment before it can be reaped: give it that
+        # moment, so that a dead guest is not mistaken for a dropped connection.
+        if (isinstance(exc, TransportError) and not isinstance(exc, HostKeyRefused) and machine
+                and machine.exits_within(QEMU_REAP_GRACE)):
             exc = GuestGone(f"{exc} (QEMU exited)")  # the connection dropped because QEMU is gone
         raise classify(exc, machine.read_console_log() if machine else "", spec.name) from exc
     finally:

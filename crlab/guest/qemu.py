@@ -288,6 +288,10 @@ class QemuMachine:
     def alive(self) -> bool:
         return self.child is not None and self.child.isalive()
 
+    def exits_within(self, timeout: float) -> bool:
+        """True if QEMU has exited or exits within `timeout` seconds."""
+        return self.child is None or self._wait_exit(timeout)
+
     def _wait_exit(self, timeout: float) -> bool:
         assert self.child is not None
         end = time.monotonic() + timeout
