@@ -2,10 +2,11 @@
 builds) agrees with the Python decoder record by record on every target's image; checkpoint and
 restart on the host kernel (which has no linux-cr series) give the documented ENOSYS exit.
 
-The images come from crlab.v21.writer (no kernel writes v21 images yet)."""
+The images come from crlab.v21.writer, and one from a real kernel (tests/data/linuxcr/)."""
 
 from __future__ import annotations
 
+import gzip
 import os
 import shutil
 import subprocess
@@ -15,6 +16,7 @@ import pytest
 
 from crlab.abicheck import DEFAULT_TARGETS
 from crlab.cache import Cache
+from crlab.paths import REPO_ROOT
 from crlab.targets import get_profile
 from crlab.userland.elf import check_elf, runs_on_this_host
 from crlab.v21 import DecodeError, read_records, tables_for_tree
@@ -130,3 +132,16 @@ def test_checkpoint_and_restart_without_the_series(host_crctl: Path, tmp_path: P
     for args in ([], ["info"], ["checkpoint", "x1", "f"], ["frobnicate", "f"]):
         proc = subprocess.run([str(host_crctl), *args], capture_output=True, text=True, timeout=30)
         assert proc.returncode == 2, args
+
+
+def test_info_agrees_with_python_decoder_on_a_real_image(host_crctl: Path, tmp_path: Path) -> None:
+    """An image linux-6.1-cr (patches 0001-0009) wrote on x86_64 (tests/test_v21_golden.py): the
+    file table's records too."""
+    data = gzip.decompress((REPO_ROOT / "tests" / "data" / "linuxcr" / "fifo-x86_64-img1.img.gz").read_bytes())
+    path = tmp_path / "fifo.img"
+    path.write_bytes(data)
+    proc = _info(host_crctl, path)
+    assert proc.returncode == 0, proc.stderr
+    expected = info_lines(read_records(data, TABLES))
+    assert proc.stdout.splitlines() == expected
+    assert any(" FILE_DESC " in line for line in expected) and any(" PIPE_BUF " in line for line in expected)

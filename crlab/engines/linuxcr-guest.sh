@@ -29,7 +29,8 @@ checkpoint() {
 	pid=$1 dir=$2 after=$3
 	shift 3
 	mkdir -p "$dir" && rm -f "$dir/$IMAGE" || { echo "crctl-exit=2"; return; }
-	# restart(2) keeps the restarting process's files and cwd: restore() recreates them from this
+	# restart(2) keeps the restarting process's cwd: restore() starts crctl there, its output where
+	# the task's went (the restored task gets the image's descriptors, crctl's are closed)
 	{
 		echo "cwd=$(readlink "/proc/$pid/cwd")"
 		for n in 0 1 2; do echo "fd$n=$(readlink "/proc/$pid/fd/$n")"; done

@@ -139,7 +139,8 @@ class LinuxCrEngine:
         """SIGSTOP the tree rooted at pid (checkpoint(2) wants group stop), checkpoint(2) it, then
         kill it (or SIGCONT it with leave_running; always after a refusal).  Beside the image,
         TASK_FILE keeps the task's cwd and standard descriptors: restart(2) keeps the restarting
-        process's files and cwd, so restore() starts crctl where the task was."""
+        process's cwd, so restore() starts crctl where the task was (the descriptors come from the
+        image's FILE_TABLE since patch 0009; crctl's own go where the task's went, for its errors)."""
         after = "cont" if options.leave_running else "kill"
         command = _quote("sh", GUEST_SCRIPT, "checkpoint", str(pid), image_dir, after, *options.extra)
         status, output, seconds = timed_run(shell, command, timeout=600)
@@ -207,6 +208,9 @@ VM_KERNEL_BOOKKEEPING = 0x00100000 | 0x08000000
 # when the task was stopped), not the task's state: TIF_NOTIFY_RESUME 1, TIF_SIGPENDING 2,
 # TIF_NEED_RESCHED 3, TIF_NEED_FPU_LOAD 14, TIF_NOTIFY_SIGNAL 17, TIF_POLLING_NRFLAG 21 (6.1).
 TIF_TRANSIENT = (1 << 1) | (1 << 2) | (1 << 3) | (1 << 14) | (1 << 17) | (1 << 21)
+# f_mode bits that record how a file was opened, not what the task has: FMODE_CREATED (the open
+# created the file; restart opens it again by path, 6.1's value on every arch).
+FMODE_HISTORY = 0x100000
 
 
 _SPLIT_KEYS = ("vm_start", "vm_end", "vm_pgoff", "pages")
@@ -246,7 +250,13 @@ def comparable(data: dict[str, Any]) -> dict[str, Any]:
       one.  The kernel keeps such neighbours apart or merges them by its own history (i386: two
       mappings of the binary's data, apart after exec, one after restart maps them again); the
       memory and its protection are the same;
-    - thread_info_flags lose TIF_TRANSIENT.
+    - thread_info_flags lose TIF_TRANSIENT;
+    - an open file's f_mode loses FMODE_HISTORY, and a FIFO's f_version is dropped: fifo_open()
+      sets it to the FIFO's count of writers so far when a reader opens it with no writer, and
+      restart opens each end while it holds the FIFO open for writing itself;
+    - the pipe objects that ends of pipes and FIFOs refer to (pipe_objref, numbered in the same
+      objhash as the objects but introduced by no OBJREF) are renumbered 1, 2 ... in the order the
+      kept FILE objects first name them, for the same reason as the objects.
     A GENERIC file gets its path as "name" too, so that Rules.volatile_by_name finds the tests'
     logs.
     """
@@ -284,6 +294,14 @@ def comparable(data: dict[str, Any]) -> dict[str, Any]:
     kept = sorted((obj for obj in objects.values() if obj["objref"] not in dropped), key=lambda o: o["objref"])
     renumber = {obj["objref"]: rank for rank, obj in enumerate(kept, 1)}
     out: dict[str, Any] = {name: content for name, content in files.items() if name not in objects}
+    pipes: dict[int, int] = {}
+    for obj in kept:
+        if "pipe_objref" in obj:
+            obj["pipe_objref"] = pipes.setdefault(obj["pipe_objref"], len(pipes) + 1)
+        if obj["kind"] == "FILE" and "f_mode" in obj:
+            obj["f_mode"] &= ~FMODE_HISTORY
+        if obj.get("f_type") == "FIFO":
+            obj.pop("f_version", None)
     for obj in kept:
         obj["objref"] = renumber[obj["objref"]]
         for fd in obj.get("fds", []):

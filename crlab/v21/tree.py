@@ -167,10 +167,14 @@ class _Builder:
             whole = bytes(base) + rec.payload  # offsets of the variant are from the record's start
             extra = decode_struct(self.table, variant, whole, 0, self.image.byteorder, skip_header=False)
             obj.update({k: v for k, v in extra.items() if k != "common"})
-            if self.cur.peek_is("PIPE_BUF"):
+            if ftype == "FIFO":  # a FIFO is also named by its path (before the pipe's data, if new)
+                obj["path"] = _text(self.cur.take("FILE_NAME").payload)
+            if self.cur.peek_is("PIPE_BUF"):  # the first end met of a pipe brings its bytes
                 pipe_buf = self.cur.take("PIPE_BUF")
                 data = self.cur.take("BUFFER")
                 _need(data, pipe_buf.fields["nr_bytes"], "the pipe's buffered data")
+                # the pipe's other fields (pipe_size in trees whose header has it, since 0008)
+                obj.update({k: v for k, v in pipe_buf.fields.items() if k not in ("nr_bytes", "reserved")})
                 obj["pipe_data_sha256"] = hashlib.sha256(data.payload).hexdigest()
                 obj["pipe_bytes"] = len(data.payload)
         elif ftype == "GENERIC":

@@ -386,8 +386,10 @@ static int do_restart(const char *path)
 		return EXIT_USAGE;
 	}
 	/*
-	 * On success the restored task continues in place of this process (same pid, file table
-	 * and cwd; the kernel closes fd); the kernel logs why an image is refused to our stderr.
+	 * On success the restored task continues in place of this process (same pid and cwd).  An
+	 * image with a FILE_TABLE replaces our file table: all our descriptors (0-2 and fd) are
+	 * closed and the task's installed; without one we keep ours and the kernel closes fd.  The
+	 * kernel logs why an image is refused to our stderr, which stays open until it returns.
 	 */
 	ret = syscall(CKPT_NR_RESTART, 0, fd, (unsigned long)RESTART_TASKSELF, STDERR_FILENO);
 	if (ret < 0) {
