@@ -254,7 +254,8 @@ def cmd_selftest(args: argparse.Namespace) -> int:
         console.print("[red]missing Debian packages for the tests[/] (crlab installs them when run as root):")
         print(hostenv.install_command(missing), file=sys.stderr)
         return EXIT_INCOMPLETE
-    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--durations=15", *args.pytest_args]
+    # -rs: every skip prints its reason in the summary, so that a skip is never silent
+    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--durations=15", "-rs", *args.pytest_args]
     if not any(a.startswith("-n") for a in args.pytest_args):
         cmd += ["-n", "2", "--dist", "loadgroup"]
     console.print(f"crlab: {' '.join(cmd)}", highlight=False)
