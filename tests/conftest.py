@@ -35,6 +35,17 @@ def missing_prerequisite(why: str) -> None:
     pytest.skip(why)
 
 
+def require_cross_compilers() -> None:
+    """The v21 tables, crctl and abi-check need every target's cross compiler."""
+    from crlab.abicheck import DEFAULT_TARGETS
+    from crlab.targets import get_profile
+
+    missing = [f"{get_profile(t).cross_compile}gcc" for t in DEFAULT_TARGETS
+               if shutil.which(f"{get_profile(t).cross_compile}gcc") is None]
+    if missing:
+        missing_prerequisite(f"cross compilers missing: {', '.join(missing)} (`harness.py selftest` installs them)")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Fast tests first, boots last: a broken parser shows up in seconds, not after the builds."""
     items.sort(key=lambda item: item.get_closest_marker("boot") is not None)

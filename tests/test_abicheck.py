@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,17 +21,12 @@ from crlab.abicheck import (
     series_patches,
 )
 from crlab.paths import REPO_ROOT
-from crlab.targets import get_profile
+from tests.conftest import require_cross_compilers
 
 
 @pytest.fixture(scope="module", autouse=True)
 def cross_compilers() -> None:
-    missing = [f"{get_profile(t).cross_compile}gcc" for t in DEFAULT_TARGETS
-               if shutil.which(f"{get_profile(t).cross_compile}gcc") is None]
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"cross compilers missing: {', '.join(missing)}; run the tests through `harness.py selftest`")
-        pytest.skip(f"cross compilers missing: {', '.join(missing)} (`harness.py selftest` installs them)")
+    require_cross_compilers()
 
 
 UNPADDED = """\

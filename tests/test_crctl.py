@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -23,17 +22,14 @@ from crlab.v21 import DecodeError, read_records, tables_for_tree
 from crlab.v21.crctl import build_crctl
 from crlab.v21.info import info_lines
 from crlab.v21.writer import sample_image
+from tests.conftest import require_cross_compilers
 
 pytestmark = pytest.mark.xdist_group("crctl")
 
 
 @pytest.fixture(scope="module", autouse=True)
 def cross_compilers() -> None:
-    missing = [t for t in DEFAULT_TARGETS if shutil.which(f"{get_profile(t).cross_compile}gcc") is None]
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"cross compilers missing for {', '.join(missing)}; run through `harness.py selftest`")
-        pytest.skip(f"cross compilers missing for {', '.join(missing)} (`harness.py selftest` installs them)")
+    require_cross_compilers()
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,6 @@ the tables say in each target's byte order and word size, and that bad input fai
 
 from __future__ import annotations
 
-import os
-import shutil
 import tracemalloc
 
 import pytest
@@ -18,19 +16,14 @@ from hypothesis import strategies as st
 
 from crlab.abicheck import DEFAULT_TARGETS
 from crlab.imagediff import diff, normalise
-from crlab.targets import get_profile
 from crlab.v21 import RULES, DecodeError, canonical, decode, tables_for_tree
 from crlab.v21.writer import sample_image
+from tests.conftest import require_cross_compilers
 
 
 @pytest.fixture(scope="module", autouse=True)
 def cross_compilers() -> None:
-    """The tables come from each target's compiler."""
-    missing = [t for t in DEFAULT_TARGETS if shutil.which(f"{get_profile(t).cross_compile}gcc") is None]
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"cross compilers missing for {', '.join(missing)}; run through `harness.py selftest`")
-        pytest.skip(f"cross compilers missing for {', '.join(missing)} (`harness.py selftest` installs them)")
+    require_cross_compilers()
 
 
 TABLES = tables_for_tree()

@@ -12,32 +12,25 @@ from __future__ import annotations
 
 import gzip
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from crlab import imagediff
-from crlab.abicheck import DEFAULT_TARGETS
 from crlab.crsuite import known_differences
 from crlab.engines.linuxcr import IMAGE_FILE, RULES, LinuxCrEngine, comparable
 from crlab.paths import REPO_ROOT, SUITES_DIR
-from crlab.targets import get_profile
 from crlab.v21 import decode, tables_for_tree
 from crlab.v21.info import info_lines
+from tests.conftest import require_cross_compilers
 
 DATA = REPO_ROOT / "tests" / "data" / "linuxcr"
 
 
 @pytest.fixture(scope="module", autouse=True)
 def cross_compilers() -> None:
-    """The tables come from each target's compiler."""
-    missing = [t for t in DEFAULT_TARGETS if shutil.which(f"{get_profile(t).cross_compile}gcc") is None]
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"cross compilers missing for {', '.join(missing)}; run through `harness.py selftest`")
-        pytest.skip(f"cross compilers missing for {', '.join(missing)} (`harness.py selftest` installs them)")
+    require_cross_compilers()
 
 
 def _golden(name: str) -> bytes:
