@@ -226,6 +226,33 @@ def test_rules_drop_what_running_changes_and_nothing_else(tmp_path: Path, target
         assert found and all(where in d for d in found), (name, field, found)
 
 
+@pytest.mark.parametrize("target", ["x86_64", "i386"])
+def test_signal_object_compares_limits_and_intervals_not_time_left(tmp_path: Path, target: str) -> None:
+    """Patch 0010's SIGNAL object: the time each itimer has left counts down between the two
+    checkpoints (volatile), its interval and every rlimit must survive the restart (compared)."""
+    base = sample_image(TABLES, target)
+    later = base
+    for field, value in [("it_real_value", 0), ("it_virt_value", 123_456), ("it_prof_value", 4_000_000)]:
+        later = _patch(later, "SIGNAL", field, value)
+    assert later != base
+    assert _differences(tmp_path, base, later) == []
+    image = read_records(base, TABLES)
+    offset, struct = _field(image, "SIGNAL", 0)
+    rlimit = TABLES.for_target(target).struct("ckpt_rlimit")
+    at = offset + struct.field("rlim").offset + 7 * rlimit.size + rlimit.field("rlim_cur").offset
+    lowered = bytearray(base)
+    lowered[at:at + 8] = (1024).to_bytes(8, image.byteorder)
+    work = tmp_path / "rlim"
+    work.mkdir()
+    found = _differences(work, base, bytes(lowered))
+    assert found and all("/rlim/7/rlim_cur" in d for d in found), found
+    for field in ("it_virt_incr", "it_prof_incr"):
+        work = tmp_path / field
+        work.mkdir()
+        found = _differences(work, base, _patch(base, "SIGNAL", field, 20_000_000))
+        assert found and all(f"/{field}" in d for d in found), (field, found)
+
+
 def test_known_differences_for_linux_cr_have_reasons() -> None:
     known = [k for k in known_differences(SUITES_DIR / "cr") if "linux-cr" in k.engines]
     for k in known:

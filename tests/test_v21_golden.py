@@ -1,7 +1,8 @@
 """The v21 decoder and the linux-cr engine's canonical form on images a real kernel wrote.
 
-tests/data/linuxcr/ holds images that linux-6.1-cr (patches 0001-0009) wrote on x86_64 in a run of
-configs/linux-cr.yaml (gzipped as they were): fifo-x86_64-img1 is the suites/cr `fifo` test as
+tests/data/linuxcr/ holds images that linux-6.1-cr (patches 0001-0009; 0001-0010 for the itimers
+images further down) wrote on x86_64 in a run of configs/linux-cr.yaml (gzipped as they were):
+fifo-x86_64-img1 is the suites/cr `fifo` test as
 started, img2 the same test restarted from img1 and checkpointed again (the round trip's C and
 C').  They carry the records of the file table: FILE_TABLE, FILE_DESC, GENERIC files with their
 FILE_NAME (/dev/null and the test's log, shared by fds 1 and 2), and the two ends of a FIFO that
@@ -132,3 +133,54 @@ def test_pipe_objects_are_renumbered_in_order() -> None:
     assert [files[f"file-obj{i}.img"]["pipe_objref"] for i in (2, 3, 4)] == [1, 1, 2]
     assert [fd["file_objref"] for fd in files["file_table-obj1.img"]["fds"]] == [2, 3, 4]
     assert files["file-obj2.img"]["f_mode"] == 0x1  # FMODE_CREATED is how it was opened
+
+
+# itimers-x86_64-img1/img2: the suites/cr `itimers` test on x86_64 with patches 0001-0010 (see
+# tests/data/linuxcr/README.md), its three timers armed: ITIMER_REAL every 100 ms, ITIMER_VIRTUAL
+# every 20 ms, ITIMER_PROF every 30 ms.
+ITIMER_INTERVALS = {"it_real_incr": 100_000_000, "it_virt_incr": 20_000_000, "it_prof_incr": 30_000_000}
+
+
+def test_itimers_image_signal_object() -> None:
+    """Patch 0010: an OBJREF of type SIGNAL and its record come after SIGHAND, before TASK_OBJS,
+    which refers to it; the itimers are in nanoseconds (time left, interval), the rlimits as
+    prlimit64(2) gives them (RLIM64_INFINITY for none)."""
+    image, tree = decode(_golden("itimers-x86_64-img1"), tables_for_tree())
+    names = [r.name for r in image.records]
+    at = names.index("SIGNAL")
+    assert names[at - 2:at + 3] == ["SIGHAND", "OBJREF", "SIGNAL", "TASK_OBJS", "THREAD"]
+    ref = image.records[at - 1].fields
+    assert ref["objtype"] == image.table.constant("CKPT_OBJ_SIGNAL") == 7
+    assert tree["tasks"][0]["objs"]["signal_objref"] == ref["objref"]
+    lines = [line.split(" ", 1)[1] for line in info_lines(image)]
+    assert "SIGNAL len=328" in lines
+    signal = tree["objects"][ref["objref"]]
+    assert signal["kind"] == "SIGNAL"
+    assert {k: signal[k] for k in ITIMER_INTERVALS} == ITIMER_INTERVALS
+    for timer in ("real", "virt", "prof"):  # armed, with at most an interval (and a tick) left
+        assert 0 < signal[f"it_{timer}_value"] <= signal[f"it_{timer}_incr"] + 10_000_000, timer
+    assert (signal["flags"], signal["group_exit_code"], signal["reserved"]) == (0, 0, 0)
+    rlim = signal["rlim"]
+    assert len(rlim) == 16
+    assert rlim[3] == {"rlim_cur": 8 << 20, "rlim_max": 2**64 - 1}  # RLIMIT_STACK: 8 MiB, no hard limit
+    assert rlim[7] == {"rlim_cur": 1024, "rlim_max": 4096}  # RLIMIT_NOFILE
+    assert all(r["rlim_cur"] <= r["rlim_max"] for r in rlim)
+
+
+def test_itimers_round_trip_is_empty_after_normalisation(tmp_path: Path) -> None:
+    """C and C' of the real run: the time each itimer had left differs (it counts down; the
+    engine's RULES drop it), the intervals and rlimits the restart restored are equal."""
+    before, after = _engine_tree(tmp_path, "itimers-x86_64-img1"), _engine_tree(tmp_path, "itimers-x86_64-img2")
+    one, two = before["files"]["signal-obj6.img"], after["files"]["signal-obj6.img"]
+    assert one["it_real_value"] != two["it_real_value"]  # what the rule is for
+    assert {k: two[k] for k in ITIMER_INTERVALS} == ITIMER_INTERVALS and two["rlim"] == one["rlim"]
+    explained = imagediff.explain(
+        imagediff.diff(imagediff.normalise(before, RULES), imagediff.normalise(after, RULES)),
+        known_differences(SUITES_DIR / "cr"), "itimers", "linux-cr", "same-kernel")
+    assert explained.empty, [str(d) for d in explained.unexplained]
+    # a lost interval or a lowered limit would show
+    two["it_virt_incr"] = 0
+    two["rlim"][7]["rlim_cur"] = 256
+    diffs = [str(d) for d in imagediff.diff(imagediff.normalise(before, RULES), imagediff.normalise(after, RULES))]
+    assert any("signal-obj6.img/it_virt_incr" in d for d in diffs), diffs
+    assert any("signal-obj6.img/rlim/7/rlim_cur" in d for d in diffs), diffs

@@ -69,7 +69,12 @@ RULES = Rules(
         # one checkpoint finds a sleep (HRTIMER_NANOSLEEP, clock, time left) and the next may find
         # none (measured: sysv_msg); nanosleep_restart checks the remaining time itself
         "task-*/restart_block/*",
-        # the time left until an armed itimer fires (its interval, it_*_incr, is kept)
+        # the time left until an itimer fires (SIGNAL object, patch 0010): it counts down while the
+        # task runs (or, for ITIMER_REAL, while it sleeps) between the two checkpoints, and an
+        # ITIMER_REAL that fired during the stop shows 0 with its SIGALRM pending; like the
+        # registers it is the task's progress, not its state.  The intervals (it_*_incr) and the
+        # rlimits are state and are compared; the itimers test checks that its timers are still
+        # armed with their intervals and keep firing after the restart.
         "*-obj*.img/it_real_value", "*-obj*.img/it_virt_value", "*-obj*.img/it_prof_value",
     ),
     # the restored task has the pid of the crctl that restarted it, not the one in the image:
