@@ -11,7 +11,7 @@ import pytest
 
 from crlab.guest.console import split_kernel_messages
 from crlab.guest.ports import reserve_port
-from crlab.guest.qemu import MachineConfig, qemu_command
+from crlab.guest.qemu import CappedLog, MachineConfig, qemu_command
 from crlab.guest.shell import wrap_command
 from crlab.targets import builtin_profiles, get_profile
 
@@ -170,3 +170,27 @@ def test_console_log_is_searched_in_chunks_and_a_line_across_a_boundary_is_found
     assert qemu.search_file(log, panic) == "Kernel panic - not syncing: Out of memory"
     assert max(searched) <= qemu._SCAN_CHUNK + qemu._SCAN_OVERLAP  # never the whole file at once
     assert qemu.search_file(tmp_path / "missing.log", qemu.find_oops) is None
+
+
+@pytest.mark.parametrize("writes", [["abcd", "efgh", "ij"], ["abcdefgh", "ij"], ["abcdefghij"], ["abcdefg", "hij"]],
+                         ids=["exact-fill-then-more", "exact-fill-in-one-write", "crossing-write", "crossing-later"])
+def test_capped_console_log_notes_the_cap_once_whatever_the_write_boundaries(tmp_path: Path,
+                                                                             writes: list[str]) -> None:
+    """The note that the cap was reached is written by the first write that loses output, also when
+    an earlier write filled the file exactly to the cap (the case a CI run met once)."""
+    path = tmp_path / "console.log"
+    log = CappedLog(path, cap=8)
+    for text in writes:
+        assert log.write(text) == len(text)
+    log.close()
+    assert path.read_text() == ("abcdefgh\n[crlab: console log capped at 8 bytes; later output not kept]\n"
+                                "[crlab: 2 characters of console output were not kept]\n")
+
+
+def test_capped_console_log_without_overflow_has_no_note(tmp_path: Path) -> None:
+    path = tmp_path / "console.log"
+    log = CappedLog(path, cap=8)
+    log.write("abcd")
+    log.write("efgh")
+    log.close()
+    assert path.read_text() == "abcdefgh"

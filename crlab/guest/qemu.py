@@ -142,19 +142,26 @@ class CappedLog:
     def __init__(self, path: Path, cap: int) -> None:
         self._fh = open(path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115
         self.cap = cap
-        self.written = self._fh.tell()
-        self.dropped = 0
+        self.written = self._fh.tell()  # bytes, as the cap is
+        self.dropped = 0  # characters
+        self._capped_note_written = False
 
     def write(self, text: str) -> int:
+        length = len(text)
         if self.written < self.cap:
+            # characters, then bytes: a multi-byte character may take the file a few bytes past the cap
             part = text[:self.cap - self.written]
             self._fh.write(part)
             self.written += len(part.encode("utf-8", errors="replace"))
             text = text[len(part):]
-            if text:
+        if text:
+            # said once, by whichever write is the first to lose output (one that filled the file
+            # exactly to the cap lost nothing)
+            if not self._capped_note_written:
                 self._fh.write(f"\n[crlab: console log capped at {self.cap} bytes; later output not kept]\n")
-        self.dropped += len(text)
-        return len(text)
+                self._capped_note_written = True
+            self.dropped += len(text)
+        return length
 
     def flush(self) -> None:
         self._fh.flush()
