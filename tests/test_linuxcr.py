@@ -300,48 +300,41 @@ def cfg() -> MatrixConfig:
     return load_config(CONFIG)
 
 
+def _boot_cr_guest(kernels: MatrixConfig, suites: MatrixConfig, kernel: str, target: str,
+                   job_dir: Path) -> Iterator[Guest]:
+    """A console guest of `kernel` (from `kernels`) on `target`, with the linux-cr cr suite's rootfs
+    (its programs and the static crctl)."""
+    from crlab.session import boot_cell
+
+    profile = get_profile(target)
+    require_qemu(profile.qemu_binary)
+    if not shutil.which(f"{profile.cross_compile}gcc"):
+        missing_prerequisite(f"{profile.cross_compile}gcc is not installed")
+    with boot_cell(kernels, kernel, target, transport="console", suite=suites.suites["cr"],
+                   job_dir=job_dir, log=lambda _: None) as (booted, _built):
+        yield booted
+
+
 @pytest.fixture(scope="module")
 def guest(cfg: MatrixConfig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guest]:
     """linux-6.1-cr on x86_64 as crlab's builder makes it (the cache entry configs/linux-cr.yaml's
-    jobs use), with the cr suite's rootfs (its programs and the static crctl)."""
-    from crlab.session import boot_cell
-
-    require_qemu("qemu-system-x86_64")
-    if not shutil.which("x86_64-linux-gnu-gcc"):
-        missing_prerequisite("x86_64-linux-gnu-gcc is not installed")
-    job_dir = tmp_path_factory.mktemp("linuxcr-guest")
-    with boot_cell(cfg, "linux-6.1-cr", "x86_64", transport="console", suite=cfg.suites["cr"],
-                   job_dir=job_dir, log=lambda _: None) as (booted, _built):
-        yield booted
+    jobs use)."""
+    yield from _boot_cr_guest(cfg, cfg, "linux-6.1-cr", "x86_64", tmp_path_factory.mktemp("linuxcr-guest"))
 
 
 @pytest.fixture(scope="module")
 def guest_i386(cfg: MatrixConfig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guest]:
     """linux-6.1-cr on i386, booted only for what differs there (the self-checkpoint's return into
     a 32-bit task); configs/linux-cr.yaml's cr job runs the whole suite on it."""
-    from crlab.session import boot_cell
-
-    require_qemu("qemu-system-i386")
-    if not shutil.which("i686-linux-gnu-gcc"):
-        missing_prerequisite("i686-linux-gnu-gcc is not installed")
-    job_dir = tmp_path_factory.mktemp("linuxcr-guest-i386")
-    with boot_cell(cfg, "linux-6.1-cr", "i386", transport="console", suite=cfg.suites["cr"],
-                   job_dir=job_dir, log=lambda _: None) as (booted, _built):
-        yield booted
+    yield from _boot_cr_guest(cfg, cfg, "linux-6.1-cr", "i386", tmp_path_factory.mktemp("linuxcr-guest-i386"))
 
 
 @pytest.fixture(scope="module")
 def guest_without_series(cfg: MatrixConfig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guest]:
     """linux-6.1 on x86_64 without the series (the kernel CI's C/R suite under CRIU uses), with the
     linux-cr engine's rootfs: the engine on a kernel that has no checkpoint(2)."""
-    from crlab.session import boot_cell
-
-    require_qemu("qemu-system-x86_64")
     plain = load_config(REPO_ROOT / "tests" / "data" / "cr" / "ci.yaml")
-    job_dir = tmp_path_factory.mktemp("linuxcr-guest-plain")
-    with boot_cell(plain, "linux-6.1", "x86_64", transport="console", suite=cfg.suites["cr"],
-                   job_dir=job_dir, log=lambda _: None) as (booted, _built):
-        yield booted
+    yield from _boot_cr_guest(plain, cfg, "linux-6.1", "x86_64", tmp_path_factory.mktemp("linuxcr-guest-plain"))
 
 
 def _kernel_version(guest: Guest) -> tuple[int, int, int]:
